@@ -1,0 +1,234 @@
+//! Wires the stages in flow order (store → cache → fraud → clicks → HTTP) and
+//! takes them down in reverse: stop accepting, finish requests, flush every
+//! shard, make the store durable.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use ractor::{Actor, ActorRef};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::{
+    clicks::{
+        ClickPipelineConfig, ClickRouter,
+        enrich::GeoIp,
+        shard::{ClickSupervisor, SupervisorArgs, SupervisorMsg},
+    },
+    config::{Config, StoreBackend},
+    domain::random_token,
+    events::EventBus,
+    fraud::{FraudArgs, FraudDetector, FraudHandle},
+    http::{self, AppState, auth::token_hash},
+    link_cache::LinkCache,
+    metrics::RedirectMetrics,
+    store::{EmbeddedStore, SharedStore},
+};
+
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
+
+/// A server that is up. Dropping it does not stop it: call [`Running::shutdown`].
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub events: EventBus,
+    /// Set when this start generated the admin token (first start, none configured).
+    pub generated_admin_token: Option<String>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Graceful shutdown; returns once every click is written and the store is durable.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("server task failed")?
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let running = start(config, listener).await?;
+    if let Some(token) = &running.generated_admin_token {
+        // Printed once, on the start that generated it; only its digest is stored.
+        println!("admin token (shown once, store it now): {token}");
+    }
+    tracing::info!(addr = %running.local_addr, "listening");
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let store = EmbeddedStore::open(&config.store.path)
+                .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Scylla => anyhow::bail!(
+            "store.backend = \"scylla\" is not available in this build yet; use \"embedded\""
+        ),
+    }
+}
+
+/// Starts every stage and the HTTP server; returns once it accepts connections.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let prometheus = crate::metrics::install();
+    let local_addr = listener.local_addr()?;
+    let store = open_store(&config).await?;
+
+    let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
+    let events = EventBus::new(65536);
+    let cache = Arc::new(LinkCache::new(
+        store.clone(),
+        config.redirect.cache_capacity,
+        config.redirect.negative_cache_ttl,
+    ));
+
+    let fraud = if config.fraud.enabled {
+        Some(
+            FraudDetector::start(FraudArgs {
+                config: config.fraud.clone(),
+                store: store.clone(),
+                cache: cache.clone(),
+                events: events.clone(),
+                public_base_url: config.server.public_base_url.clone(),
+            })
+            .await
+            .context("starting the fraud detector")?,
+        )
+    } else {
+        None
+    };
+
+    let clicks = ClickRouter::new(
+        config.redirect.shards,
+        config.redirect.shard_queue_limit,
+        config.redirect.flush_max_batch,
+        config.redirect.durable_ack,
+    );
+    let pipeline = Arc::new(ClickPipelineConfig {
+        store: store.clone(),
+        events: events.clone(),
+        fraud: fraud.clone(),
+        geo: GeoIp::open(config.enrich.geoip_mmdb.as_deref())?,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        public_base_url: config.server.public_base_url.clone(),
+        flush_interval: config.redirect.flush_interval,
+        flush_max_batch: config.redirect.flush_max_batch,
+    });
+    let (click_supervisor, _) = Actor::spawn(
+        None,
+        ClickSupervisor,
+        SupervisorArgs {
+            slots: clicks.slots().to_vec(),
+            config: pipeline,
+        },
+    )
+    .await
+    .context("starting the click shards")?;
+
+    let state = Arc::new(AppState {
+        config,
+        store: store.clone(),
+        cache,
+        clicks,
+        events: events.clone(),
+        fraud: fraud.clone(),
+        prometheus: prometheus.clone(),
+        admin_token_hash,
+        redirect_metrics: RedirectMetrics::new(),
+    });
+
+    // Histograms accumulate until rendered; without a scraper they are drained here.
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            prometheus.run_upkeep();
+        }
+    });
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        http::serve(
+            listener,
+            state,
+            async {
+                let _ = stopped.await;
+            },
+            SHUTDOWN_GRACE,
+        )
+        .await;
+        let result = stop_pipeline(click_supervisor, fraud, &store).await;
+        upkeep.abort();
+        result
+    });
+
+    Ok(Running {
+        local_addr,
+        events,
+        generated_admin_token,
+        stop,
+        task,
+    })
+}
+
+async fn stop_pipeline(
+    click_supervisor: ActorRef<SupervisorMsg>,
+    fraud: Option<FraudHandle>,
+    store: &SharedStore,
+) -> anyhow::Result<()> {
+    ractor::call!(click_supervisor, SupervisorMsg::FlushAll)
+        .map_err(|e| anyhow::anyhow!("flushing click shards: {e}"))?;
+    click_supervisor
+        .stop_children_and_wait(None, Some(Duration::from_secs(10)))
+        .await;
+    let _ = click_supervisor
+        .stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await;
+    if let Some(fraud) = fraud {
+        fraud.stop_and_wait().await;
+    }
+    store.flush().await.context("making the store durable")?;
+    Ok(())
+}
+
+/// The configured admin token, or the one generated at first start (its digest persisted).
+async fn admin_token(
+    config: &Config,
+    store: &SharedStore,
+) -> anyhow::Result<([u8; 32], Option<String>)> {
+    if !config.auth.admin_token.is_empty() {
+        return Ok((token_hash(&config.auth.admin_token), None));
+    }
+    let candidate = random_token("rladm_", 40);
+    let candidate_hex = hex(&token_hash(&candidate));
+    let stored = store
+        .meta_get_or_insert(ADMIN_TOKEN_KEY, &candidate_hex)
+        .await
+        .context("reading the admin token digest")?;
+    let digest = unhex(&stored).context("stored admin token digest is corrupt")?;
+    let generated = (stored == candidate_hex).then_some(candidate);
+    Ok((digest, generated))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

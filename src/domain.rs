@@ -1,0 +1,270 @@
+//! Plain types shared by every stage: accounts, links, clicks, and the rules
+//! that say what a valid code or destination is.
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type AccountId = Uuid;
+
+pub const GENERATED_CODE_LEN: usize = 7;
+pub const MAX_CODE_LEN: usize = 64;
+pub const MAX_DESTINATION_BYTES: usize = 8 * 1024;
+pub const RESERVED_CODES: [&str; 4] = ["v1", "healthz", "readyz", "metrics"];
+pub const REDIRECT_STATUSES: [u16; 4] = [301, 302, 307, 308];
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub code: String,
+    pub account_id: AccountId,
+    pub destination: String,
+    pub redirect_status: u16,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl Link {
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A click as stored and as shown by `/v1/links/{code}/clicks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Click {
+    pub id: Uuid,
+    pub code: String,
+    pub at: DateTime<Utc>,
+    pub ip: std::net::IpAddr,
+    pub user_agent: String,
+    pub referrer: String,
+    pub referrer_host: Option<String>,
+    pub location: Location,
+    pub device: String,
+    pub browser: String,
+    pub os: String,
+    pub is_bot: bool,
+}
+
+/// A link the fraud detector disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    pub code: String,
+    pub ip_range: String,
+    pub clicks: u32,
+    pub window_secs: u64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+}
+
+/// Why a code was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error("code must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    Pattern,
+    #[error("code {0:?} is reserved")]
+    Reserved(String),
+}
+
+pub fn validate_code(code: &str) -> Result<(), CodeError> {
+    if !is_code_shaped(code) {
+        return Err(CodeError::Pattern);
+    }
+    if RESERVED_CODES.contains(&code) {
+        return Err(CodeError::Reserved(code.to_string()));
+    }
+    Ok(())
+}
+
+/// Whether `code` matches `[A-Za-z0-9_-]{1,64}`; the redirect path's cheap filter.
+pub fn is_code_shaped(code: &str) -> bool {
+    (1..=MAX_CODE_LEN).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub fn generate_code() -> String {
+    let mut rng = rand::rng();
+    (0..GENERATED_CODE_LEN)
+        .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+        .collect()
+}
+
+/// A random base62 secret of `len` characters, prefixed (API keys, admin tokens).
+pub fn random_token(prefix: &str, len: usize) -> String {
+    let mut rng = rand::rng();
+    let mut token = String::with_capacity(prefix.len() + len);
+    token.push_str(prefix);
+    token.extend((0..len).map(|_| BASE62[rng.random_range(0..BASE62.len())] as char));
+    token
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("destination must be at most 8 KiB")]
+    TooLong,
+    #[error("destination must be an absolute http or https URL")]
+    NotHttp,
+}
+
+/// Absolute `http`/`https` URL with a host, at most 8 KiB, usable as a header value.
+pub fn validate_destination(url: &str) -> Result<(), DestinationError> {
+    if url.len() > MAX_DESTINATION_BYTES {
+        return Err(DestinationError::TooLong);
+    }
+    let rest = if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
+        rest
+    } else if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
+        rest
+    } else {
+        return Err(DestinationError::NotHttp);
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let visible_and_no_space = url.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if host.is_empty() || host.starts_with(':') || !visible_and_no_space {
+        return Err(DestinationError::NotHttp);
+    }
+    if http::Uri::try_from(url).is_err() {
+        return Err(DestinationError::NotHttp);
+    }
+    Ok(())
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("at most 32 tags")]
+    TooMany,
+    #[error("tags must be 1 to 64 characters")]
+    Length,
+}
+
+pub fn validate_tags(tags: &[String]) -> Result<(), TagError> {
+    if tags.len() > 32 {
+        return Err(TagError::TooMany);
+    }
+    if tags.iter().any(|t| t.is_empty() || t.chars().count() > 64) {
+        return Err(TagError::Length);
+    }
+    Ok(())
+}
+
+/// Appends the incoming query string to a destination, merging with its own.
+pub fn destination_with_query(destination: &str, query: &str) -> String {
+    if query.is_empty() {
+        return destination.to_string();
+    }
+    let (base, fragment) = match destination.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (destination, None),
+    };
+    let mut out = String::with_capacity(destination.len() + query.len() + 2);
+    out.push_str(base);
+    if base.contains('?') {
+        if !base.ends_with('?') && !base.ends_with('&') {
+            out.push('&');
+        }
+    } else {
+        out.push('?');
+    }
+    out.push_str(query);
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert!(validate_code("abc_-09XYZ").is_ok());
+        assert_eq!(validate_code(""), Err(CodeError::Pattern));
+        assert_eq!(validate_code("a/b"), Err(CodeError::Pattern));
+        assert_eq!(validate_code(&"a".repeat(65)), Err(CodeError::Pattern));
+        assert!(validate_code(&"a".repeat(64)).is_ok());
+        assert_eq!(
+            validate_code("healthz"),
+            Err(CodeError::Reserved("healthz".into()))
+        );
+        let generated = generate_code();
+        assert_eq!(generated.len(), 7);
+        assert!(validate_code(&generated).is_ok());
+    }
+
+    #[test]
+    fn destinations() {
+        assert!(validate_destination("https://example.com/a?b=c#d").is_ok());
+        assert!(validate_destination("HTTP://example.com").is_ok());
+        assert_eq!(
+            validate_destination("ftp://example.com"),
+            Err(DestinationError::NotHttp)
+        );
+        assert_eq!(
+            validate_destination("/relative"),
+            Err(DestinationError::NotHttp)
+        );
+        assert_eq!(
+            validate_destination("https://"),
+            Err(DestinationError::NotHttp)
+        );
+        assert_eq!(
+            validate_destination("https://exa mple.com"),
+            Err(DestinationError::NotHttp)
+        );
+        let long = format!("https://example.com/{}", "a".repeat(8200));
+        assert_eq!(validate_destination(&long), Err(DestinationError::TooLong));
+    }
+
+    #[test]
+    fn query_merging() {
+        assert_eq!(
+            destination_with_query("https://e.com/p", "a=1"),
+            "https://e.com/p?a=1"
+        );
+        assert_eq!(
+            destination_with_query("https://e.com/p?x=2", "a=1"),
+            "https://e.com/p?x=2&a=1"
+        );
+        assert_eq!(
+            destination_with_query("https://e.com/p?x=2#frag", "a=1"),
+            "https://e.com/p?x=2&a=1#frag"
+        );
+        assert_eq!(destination_with_query("https://e.com/", ""), "https://e.com/");
+    }
+}

@@ -1,0 +1,326 @@
+//! `/v1/links`: create, list, read, change, delete links and page their clicks.
+//! Every change goes store first, then cache, then the event bus.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+
+use super::{
+    JsonBody, SharedState,
+    auth::Caller,
+    error::{ApiError, ApiResult},
+};
+use crate::{
+    domain::{
+        AccountId, Click, Link, REDIRECT_STATUSES, generate_code, validate_code,
+        validate_destination, validate_tags,
+    },
+    events::{Change, Event},
+};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLink {
+    destination: String,
+    code: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    redirect_status: Option<u16>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPatch {
+    destination: Option<String>,
+    /// Absent: unchanged; `null`: never expires.
+    #[serde(default, deserialize_with = "present")]
+    expires_at: Option<Option<DateTime<Utc>>>,
+    redirect_status: Option<u16>,
+    disabled: Option<bool>,
+    tags: Option<Vec<String>>,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+pub struct PageParams {
+    limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> ApiResult<usize> {
+        match &self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_parameter(
+                    "limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                )),
+            },
+        }
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn link_json(link: &Link, base_url: &str, click_count: u64) -> Value {
+    json!({
+        "code": link.code,
+        "short_url": format!("{base_url}/{}", link.code),
+        "destination": link.destination,
+        "redirect_status": link.redirect_status,
+        "created_at": timestamp(link.created_at),
+        "updated_at": timestamp(link.updated_at),
+        "expires_at": link.expires_at.map(timestamp),
+        "disabled": link.disabled,
+        "disabled_reason": link.disabled_reason,
+        "tags": link.tags,
+        "click_count": click_count,
+    })
+}
+
+fn click_json(click: &Click) -> Value {
+    json!({
+        "id": click.id,
+        "at": timestamp(click.at),
+        "ip": click.ip,
+        "user_agent": click.user_agent,
+        "referrer": click.referrer,
+        "referrer_host": click.referrer_host,
+        "location": click.location,
+        "device": click.device,
+        "browser": click.browser,
+        "os": click.os,
+        "is_bot": click.is_bot,
+    })
+}
+
+fn check_destination(destination: &str) -> ApiResult<()> {
+    validate_destination(destination).map_err(|e| ApiError::validation("destination", e.to_string()))
+}
+
+fn check_status(status: u16) -> ApiResult<()> {
+    if REDIRECT_STATUSES.contains(&status) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "redirect_status",
+            "redirect_status must be one of 301, 302, 307, 308",
+        ))
+    }
+}
+
+fn check_tags(tags: &[String]) -> ApiResult<()> {
+    validate_tags(tags).map_err(|e| ApiError::validation("tags", e.to_string()))
+}
+
+/// The caller's link, or 404 (also when it belongs to another account).
+async fn owned_link(state: &SharedState, account: AccountId, code: &str) -> ApiResult<Link> {
+    match state.store.get_link(code).await? {
+        Some(link) if link.account_id == account => Ok(link),
+        _ => Err(ApiError::not_found("link")),
+    }
+}
+
+pub async fn create(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    JsonBody(body): JsonBody<NewLink>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_destination(&body.destination)?;
+    let status = body
+        .redirect_status
+        .unwrap_or(state.config.redirect.default_status);
+    check_status(status)?;
+    check_tags(&body.tags)?;
+    if let Some(code) = &body.code {
+        validate_code(code).map_err(|e| ApiError::validation("code", e.to_string()))?;
+    }
+    let now = Utc::now();
+    let mut link = Link {
+        code: String::new(),
+        account_id: account,
+        destination: body.destination,
+        redirect_status: status,
+        created_at: now,
+        updated_at: now,
+        expires_at: body.expires_at,
+        disabled: false,
+        disabled_reason: None,
+        tags: body.tags,
+    };
+    match body.code {
+        Some(code) => {
+            link.code = code;
+            if !state.store.insert_link(&link).await? {
+                return Err(ApiError::conflict(
+                    Some("code"),
+                    format!("code {:?} is already taken", link.code),
+                ));
+            }
+        }
+        None => {
+            // 62^7 codes: a collision is rare, several in a row are a broken store.
+            let mut inserted = false;
+            for _ in 0..16 {
+                link.code = generate_code();
+                if state.store.insert_link(&link).await? {
+                    inserted = true;
+                    break;
+                }
+            }
+            if !inserted {
+                return Err(ApiError::internal("could not find a free code"));
+            }
+        }
+    }
+    state.cache.put(&link);
+    let base = &state.config.server.public_base_url;
+    state.events.publish(Event::link_created(&link, base));
+    Ok((StatusCode::CREATED, Json(link_json(&link, base, 0))))
+}
+
+pub async fn list(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .list_links(account, params.limit()?, params.cursor.as_deref())
+        .await?;
+    let base = &state.config.server.public_base_url;
+    let mut items = Vec::with_capacity(page.items.len());
+    for link in &page.items {
+        let count = state.store.click_count(&link.code).await?;
+        items.push(link_json(link, base, count));
+    }
+    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+}
+
+pub async fn read(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(code): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let link = owned_link(&state, account, &code).await?;
+    let count = state.store.click_count(&code).await?;
+    Ok(Json(link_json(
+        &link,
+        &state.config.server.public_base_url,
+        count,
+    )))
+}
+
+pub async fn update(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(code): Path<String>,
+    JsonBody(patch): JsonBody<LinkPatch>,
+) -> ApiResult<Json<Value>> {
+    if let Some(d) = &patch.destination {
+        check_destination(d)?;
+    }
+    if let Some(s) = patch.redirect_status {
+        check_status(s)?;
+    }
+    if let Some(t) = &patch.tags {
+        check_tags(t)?;
+    }
+    let old = owned_link(&state, account, &code).await?;
+    let mut link = old.clone();
+    let mut changes = Vec::new();
+    if let Some(destination) = patch.destination.filter(|d| *d != old.destination) {
+        changes.push(change("destination", &old.destination, &destination));
+        link.destination = destination;
+    }
+    if let Some(expires_at) = patch.expires_at.filter(|e| *e != old.expires_at) {
+        changes.push(change(
+            "expires_at",
+            &old.expires_at.map(timestamp),
+            &expires_at.map(timestamp),
+        ));
+        link.expires_at = expires_at;
+    }
+    if let Some(status) = patch.redirect_status.filter(|s| *s != old.redirect_status) {
+        changes.push(change("redirect_status", &old.redirect_status, &status));
+        link.redirect_status = status;
+    }
+    if let Some(disabled) = patch.disabled.filter(|d| *d != old.disabled) {
+        changes.push(change("disabled", &old.disabled, &disabled));
+        link.disabled = disabled;
+        link.disabled_reason = disabled.then(|| "api".to_string());
+    }
+    if let Some(tags) = patch.tags.filter(|t| *t != old.tags) {
+        changes.push(change("tags", &old.tags, &tags));
+        link.tags = tags;
+    }
+    let base = &state.config.server.public_base_url;
+    if !changes.is_empty() {
+        link.updated_at = Utc::now();
+        state.store.update_link(&link).await?;
+        state.cache.put(&link);
+        if let Some(fraud) = state.fraud.as_ref().filter(|_| old.disabled && !link.disabled) {
+            fraud.forget(&link.code);
+        }
+        state
+            .events
+            .publish(Event::link_updated(&link, base, &changes, None));
+    }
+    let count = state.store.click_count(&code).await?;
+    Ok(Json(link_json(&link, base, count)))
+}
+
+fn change<T: serde::Serialize + ?Sized>(field: &'static str, old: &T, new: &T) -> Change {
+    Change {
+        field,
+        old: json!(old),
+        new: json!(new),
+    }
+}
+
+pub async fn delete(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(code): Path<String>,
+) -> ApiResult<StatusCode> {
+    let link = owned_link(&state, account, &code).await?;
+    state.store.delete_link(&link).await?;
+    state.cache.remove(&code);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn clicks(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(code): Path<String>,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<Value>> {
+    owned_link(&state, account, &code).await?;
+    let page = state
+        .store
+        .list_clicks(&code, params.limit()?, params.cursor.as_deref())
+        .await?;
+    let items: Vec<Value> = page.items.iter().map(click_json).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+}
+

@@ -1,0 +1,221 @@
+//! The HTTP front: one hyper server; `GET|HEAD /{code}` goes straight to the
+//! redirect handler, everything else through the axum router.
+//!
+//! - [`redirect`]: the hot path.
+//! - [`links`], [`accounts`]: the `/v1` API; [`auth`]: bearer tokens.
+//! - [`ops`]: health, readiness, metrics. [`error`]: the JSON error shape.
+
+pub mod accounts;
+pub mod auth;
+pub mod error;
+pub mod fraud;
+pub mod links;
+pub mod ops;
+pub mod redirect;
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{FromRequest, MatchedPath, Request},
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::{
+    clicks::ClickRouter, config::Config, events::EventBus, fraud::FraudHandle,
+    link_cache::LinkCache, metrics::RedirectMetrics, store::SharedStore,
+};
+use error::ApiError;
+
+/// Everything a handler may touch.
+pub struct AppState {
+    pub config: Config,
+    pub store: SharedStore,
+    pub cache: Arc<LinkCache>,
+    pub clicks: ClickRouter,
+    pub events: EventBus,
+    pub fraud: Option<FraudHandle>,
+    pub prometheus: PrometheusHandle,
+    pub admin_token_hash: [u8; 32],
+    pub redirect_metrics: RedirectMetrics,
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/accounts", post(accounts::create))
+        .route("/v1/links", post(links::create).get(links::list))
+        .route(
+            "/v1/links/{code}",
+            get(links::read).patch(links::update).delete(links::delete),
+        )
+        .route("/v1/links/{code}/clicks", get(links::clicks))
+        .route("/v1/fraud/incidents", get(fraud::incidents))
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| route_label(p.as_str()))
+        .unwrap_or("unmatched");
+    let response = next.run(request).await;
+    crate::metrics::http_request(route, response.status().as_u16());
+    response
+}
+
+/// Route templates as static labels (a fixed set, never raw paths).
+fn route_label(template: &str) -> &'static str {
+    match template {
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/v1/accounts" => "/v1/accounts",
+        "/v1/links" => "/v1/links",
+        "/v1/links/{code}" => "/v1/links/{code}",
+        "/v1/links/{code}/clicks" => "/v1/links/{code}/clicks",
+        "/v1/fraud/incidents" => "/v1/fraud/incidents",
+        _ => "other",
+    }
+}
+
+/// Accepts connections until `shutdown` resolves, then lets in-flight requests
+/// finish (up to `grace`) before returning.
+pub async fn serve(
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let router = router(state.clone());
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            dispatch(state.clone(), router.clone(), request, peer)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(graceful.watch(connection));
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+async fn dispatch(
+    state: SharedState,
+    router: Router,
+    request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response, Infallible> {
+    if let Some(code) = redirect::redirect_code(&request) {
+        let code = code.to_owned();
+        return Ok(redirect::handle(&state, &code, request, peer).await);
+    }
+    let request = request.map(Body::new);
+    router.oneshot(request).await
+}
+
+/// A JSON body: size-limited (413), parsed (400 for bad JSON), typed (422
+/// naming the field that did not fit).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<SharedState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &SharedState) -> Result<Self, ApiError> {
+        let limit = state.config.server.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::too_large(limit));
+        }
+        let body = http_body_util::Limited::new(request.into_body(), limit);
+        let bytes = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::too_large(limit));
+            }
+            Err(e) => return Err(ApiError::malformed(format!("could not read body: {e}"))),
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, so a broken document is a 400 and a well-formed wrong one a 422.
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::malformed(format!("body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::malformed("body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if let Some(unknown) = unknown_field(&inner) {
+            return ApiError::validation(&unknown, format!("unknown field {unknown:?}"));
+        }
+        if path == "." {
+            let field = missing_field(&inner).unwrap_or_default();
+            return ApiError::validation(&field, inner);
+        }
+        ApiError::validation(&path, format!("{path}: {inner}"))
+    })
+}
+
+fn quoted_after(message: &str, marker: &str) -> Option<String> {
+    let rest = message.split_once(marker)?.1;
+    let rest = rest.trim_start().strip_prefix('`')?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    quoted_after(message, "unknown field")
+}
+
+fn missing_field(message: &str) -> Option<String> {
+    quoted_after(message, "missing field")
+}

@@ -1,0 +1,272 @@
+//! The redirect path's view of links: a bounded, lock-free read-through cache
+//! over the store that also remembers unknown codes for a while, so scanning
+//! random codes cannot hammer the store.
+//!
+//! Bounded by second-chance eviction: a hit marks its entry; when the map grows
+//! past capacity one sweep drops unmarked entries and clears the marks.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use http::{HeaderValue, StatusCode};
+
+use crate::{
+    domain::{AccountId, Link},
+    metrics::CacheMetrics,
+    store::{SharedStore, StoreResult},
+};
+
+/// What a redirect needs of a link, prepared once when it enters the cache.
+#[derive(Debug)]
+pub struct CachedLink {
+    pub code: Arc<str>,
+    pub account_id: AccountId,
+    pub destination: Box<str>,
+    pub tags: Box<[String]>,
+    /// `destination` as a header value, for requests without a query string.
+    pub location: HeaderValue,
+    pub status: StatusCode,
+    pub expires_at_ms: Option<i64>,
+    pub disabled: bool,
+    recently_used: AtomicBool,
+}
+
+impl CachedLink {
+    fn from_link(link: &Link) -> Self {
+        Self {
+            code: Arc::from(link.code.as_str()),
+            account_id: link.account_id,
+            destination: link.destination.clone().into_boxed_str(),
+            tags: link.tags.clone().into_boxed_slice(),
+            // Destinations are validated as visible ASCII before they are stored;
+            // an invalid one (corrupt store) redirects nowhere rather than panicking.
+            location: HeaderValue::from_str(&link.destination)
+                .unwrap_or_else(|_| HeaderValue::from_static("/")),
+            status: StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND),
+            expires_at_ms: link.expires_at.map(|t| t.timestamp_millis()),
+            disabled: link.disabled,
+            recently_used: AtomicBool::new(false),
+        }
+    }
+
+    /// Disabled, or past `expires_at` at `now_ms` (unix millis).
+    pub fn is_gone(&self, now_ms: i64) -> bool {
+        self.disabled || self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+}
+
+#[derive(Clone)]
+enum Entry {
+    Found(Arc<CachedLink>),
+    Missing { until: Instant },
+}
+
+pub enum Lookup {
+    Found(Arc<CachedLink>),
+    NotFound,
+}
+
+pub struct LinkCache {
+    map: papaya::HashMap<Box<str>, Entry>,
+    capacity: usize,
+    negative_ttl: Duration,
+    store: SharedStore,
+    /// Bumped by every API change, so a load that raced with it is not cached.
+    generation: AtomicU64,
+    sweeping: AtomicBool,
+    metrics: CacheMetrics,
+}
+
+impl LinkCache {
+    pub fn new(store: SharedStore, capacity: usize, negative_ttl: Duration) -> Self {
+        Self {
+            map: papaya::HashMap::with_capacity(capacity.min(1 << 16)),
+            capacity,
+            negative_ttl,
+            store,
+            generation: AtomicU64::new(0),
+            sweeping: AtomicBool::new(false),
+            metrics: CacheMetrics::new(),
+        }
+    }
+
+    pub async fn lookup(&self, code: &str) -> StoreResult<Lookup> {
+        if let Some(found) = self.cached(code) {
+            self.metrics.hits.increment(1);
+            return Ok(found);
+        }
+        self.metrics.misses.increment(1);
+        self.load(code).await
+    }
+
+    /// The cached answer, if there is a current one.
+    fn cached(&self, code: &str) -> Option<Lookup> {
+        match self.map.pin().get(code)? {
+            Entry::Found(link) => {
+                // Read first: writing an already-set flag would bounce the cache line.
+                if !link.recently_used.load(Ordering::Relaxed) {
+                    link.recently_used.store(true, Ordering::Relaxed);
+                }
+                Some(Lookup::Found(link.clone()))
+            }
+            Entry::Missing { until } if *until > Instant::now() => Some(Lookup::NotFound),
+            Entry::Missing { .. } => None,
+        }
+    }
+
+    async fn load(&self, code: &str) -> StoreResult<Lookup> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let link = self.store.get_link(code).await?;
+        let (entry, lookup) = match link {
+            Some(link) => {
+                let cached = Arc::new(CachedLink::from_link(&link));
+                (Entry::Found(cached.clone()), Lookup::Found(cached))
+            }
+            None => (
+                Entry::Missing {
+                    until: Instant::now() + self.negative_ttl,
+                },
+                Lookup::NotFound,
+            ),
+        };
+        let map = self.map.pin();
+        map.insert(code.into(), entry);
+        if self.generation.load(Ordering::Acquire) != generation {
+            // An API change landed while we read: our copy may be stale.
+            map.remove(code);
+        }
+        drop(map);
+        self.evict_if_full();
+        Ok(lookup)
+    }
+
+    /// Makes the cache answer with this version of the link at once.
+    pub fn put(&self, link: &Link) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.map.pin().insert(
+            link.code.as_str().into(),
+            Entry::Found(Arc::new(CachedLink::from_link(link))),
+        );
+        self.evict_if_full();
+    }
+
+    /// Forgets a deleted link (the next lookup reads the store again).
+    pub fn remove(&self, code: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.map.pin().remove(code);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn evict_if_full(&self) {
+        if self.map.len() <= self.capacity
+            || self
+                .sweeping
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let now = Instant::now();
+        let mut evicted = 0u64;
+        self.map.pin().retain(|_, entry| {
+            let keep = match entry {
+                Entry::Found(link) => link.recently_used.swap(false, Ordering::Relaxed),
+                Entry::Missing { until } => *until > now,
+            };
+            evicted += u64::from(!keep);
+            keep
+        });
+        // Everything was recently used: drop arbitrary entries until back in bounds.
+        if self.map.len() > self.capacity {
+            let excess = self.map.len() - self.capacity;
+            let map = self.map.pin();
+            let victims: Vec<Box<str>> = map.keys().take(excess).cloned().collect();
+            for key in victims {
+                map.remove(&key);
+                evicted += 1;
+            }
+        }
+        self.metrics.evictions.increment(evicted);
+        self.metrics.entries.set(self.map.len() as f64);
+        self.sweeping.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EmbeddedStore;
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn link(code: &str) -> Link {
+        Link {
+            code: code.into(),
+            account_id: Uuid::now_v7(),
+            destination: format!("https://example.com/{code}"),
+            redirect_status: 301,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            expires_at: None,
+            disabled: false,
+            disabled_reason: None,
+            tags: vec![],
+        }
+    }
+
+    async fn cache(capacity: usize) -> (LinkCache, SharedStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        (
+            LinkCache::new(store.clone(), capacity, Duration::from_secs(60)),
+            store,
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn unknown_codes_are_remembered_until_put() {
+        let (cache, store, _dir) = cache(100).await;
+        assert!(matches!(cache.lookup("x").await.unwrap(), Lookup::NotFound));
+        let l = link("x");
+        store.insert_link(&l).await.unwrap();
+        // Still remembered as missing: the store is not asked again.
+        assert!(matches!(cache.lookup("x").await.unwrap(), Lookup::NotFound));
+        cache.put(&l);
+        match cache.lookup("x").await.unwrap() {
+            Lookup::Found(c) => {
+                assert_eq!(c.status, StatusCode::MOVED_PERMANENTLY);
+                assert_eq!(c.location, "https://example.com/x");
+            }
+            Lookup::NotFound => panic!("expected the put link"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stays_within_capacity() {
+        let (cache, store, _dir) = cache(16).await;
+        for i in 0..100 {
+            let l = link(&format!("c{i}"));
+            store.insert_link(&l).await.unwrap();
+            assert!(matches!(
+                cache.lookup(&l.code).await.unwrap(),
+                Lookup::Found(_)
+            ));
+            assert!(cache.len() <= 16, "len {} after {i}", cache.len());
+        }
+        // Evicted entries are read through again.
+        assert!(matches!(cache.lookup("c0").await.unwrap(), Lookup::Found(_)));
+    }
+}

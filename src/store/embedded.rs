@@ -1,0 +1,413 @@
+//! The embedded store: fjall keyspaces under `store.path`, one per table.
+//!
+//! Keys mirror the CQL layout: partition key bytes first, then the clustering key
+//! encoded so that byte order is the listing order (newest first = inverted time).
+//! Every write is one batch flushed to the OS before it returns, so a killed
+//! process loses nothing that was acknowledged.
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use uuid::Uuid;
+
+use super::{ClickBatch, Page, Store, StoreError, StoreResult};
+use crate::domain::{Account, AccountId, Click, Incident, Link};
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    meta: Keyspace,
+    accounts: Keyspace,
+    api_keys: Keyspace,
+    links: Keyspace,
+    /// account id ++ inverted created_at millis ++ code → ()
+    account_links: Keyspace,
+    /// code → u64 big-endian
+    click_counts: Keyspace,
+    /// code ++ 0x00 ++ inverted click uuid → click JSON
+    clicks: Keyspace,
+    /// account id ++ inverted incident uuid → incident JSON
+    incidents: Keyspace,
+    /// Serialises check-then-insert (link codes, meta values): one process owns the files.
+    insert_lock: std::sync::Mutex<()>,
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(path).map_err(|e| {
+            StoreError::Backend(format!("cannot create {}: {e}", path.display()))
+        })?;
+        let db = Database::builder(path).open()?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let inner = Inner {
+            meta: ks("meta")?,
+            accounts: ks("accounts")?,
+            api_keys: ks("api_keys")?,
+            links: ks("links")?,
+            account_links: ks("account_links")?,
+            click_counts: ks("click_counts")?,
+            clicks: ks("clicks")?,
+            incidents: ks("incidents")?,
+            insert_lock: std::sync::Mutex::new(()),
+            db,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Runs blocking fjall work off the async workers.
+    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    fn batch(&self) -> fjall::OwnedWriteBatch {
+        self.db.batch().durability(Some(PersistMode::Buffer))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is (); a poisoned lock carries no broken state.
+        self.insert_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn account_link_key(link: &Link) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + 8 + link.code.len());
+    key.extend_from_slice(link.account_id.as_bytes());
+    key.extend_from_slice(&inverted_millis(link.created_at));
+    key.extend_from_slice(link.code.as_bytes());
+    key
+}
+
+fn inverted_millis(at: chrono::DateTime<chrono::Utc>) -> [u8; 8] {
+    (!(at.timestamp_millis() as u64)).to_be_bytes()
+}
+
+fn click_prefix(code: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(code.len() + 17);
+    key.extend_from_slice(code.as_bytes());
+    key.push(0);
+    key
+}
+
+fn click_key(code: &str, id: Uuid) -> Vec<u8> {
+    let mut key = click_prefix(code);
+    key.extend(id.as_bytes().iter().map(|b| !b));
+    key
+}
+
+fn incident_key(account: AccountId, id: Uuid) -> Vec<u8> {
+    let mut key = account.as_bytes().to_vec();
+    key.extend(id.as_bytes().iter().map(|b| !b));
+    key
+}
+
+fn decode_cursor(cursor: Option<&str>) -> StoreResult<Option<Vec<u8>>> {
+    cursor
+        .map(|c| URL_SAFE_NO_PAD.decode(c).map_err(|_| StoreError::BadCursor))
+        .transpose()
+}
+
+/// Walks `prefix` in key order starting after `cursor` (a key suffix), up to `limit`.
+fn page_of<T>(
+    keyspace: &Keyspace,
+    prefix: &[u8],
+    limit: usize,
+    cursor: Option<&str>,
+    mut load: impl FnMut(&[u8], &[u8]) -> StoreResult<Option<T>>,
+) -> StoreResult<Page<T>> {
+    let start = match decode_cursor(cursor)? {
+        Some(suffix) => {
+            let mut start = prefix.to_vec();
+            start.extend_from_slice(&suffix);
+            start.push(0); // strictly after the cursor's key
+            start
+        }
+        None => prefix.to_vec(),
+    };
+    let mut items = Vec::with_capacity(limit.min(256));
+    let mut last_key = None;
+    let mut more = false;
+    for guard in keyspace.range(start..) {
+        let (key, value) = guard.into_inner()?;
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        if let Some(item) = load(&key, &value)? {
+            items.push(item);
+            last_key = Some(key[prefix.len()..].to_vec());
+        }
+    }
+    Ok(Page {
+        items,
+        next_cursor: more
+            .then_some(last_key)
+            .flatten()
+            .map(|k| URL_SAFE_NO_PAD.encode(k)),
+    })
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.blocking(|s| s.meta.get("ping").map(|_| ()).map_err(Into::into))
+            .await
+    }
+
+    async fn meta_get_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.blocking(move |s| {
+            let _guard = s.lock();
+            if let Some(existing) = s.meta.get(&key)? {
+                return String::from_utf8(existing.to_vec())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()));
+            }
+            let mut batch = s.batch();
+            batch.insert(&s.meta, key.as_bytes(), value.as_bytes());
+            batch.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()> {
+        let json = to_json(account)?;
+        let id = account.id;
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.insert(&s.accounts, id.as_bytes().to_vec(), json);
+            batch.insert(&s.api_keys, api_key_hash.to_vec(), id.as_bytes().to_vec());
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_by_key_hash(
+        &self,
+        api_key_hash: [u8; 32],
+    ) -> StoreResult<Option<AccountId>> {
+        self.blocking(move |s| {
+            s.api_keys
+                .get(api_key_hash)?
+                .map(|id| Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn insert_link(&self, link: &Link) -> StoreResult<bool> {
+        let json = to_json(link)?;
+        let link = link.clone();
+        self.blocking(move |s| {
+            let _guard = s.lock();
+            if s.links.contains_key(&link.code)? {
+                return Ok(false);
+            }
+            let mut batch = s.batch();
+            batch.insert(&s.links, link.code.as_bytes(), json);
+            batch.insert(&s.account_links, account_link_key(&link), []);
+            batch.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn get_link(&self, code: &str) -> StoreResult<Option<Link>> {
+        let code = code.to_string();
+        self.blocking(move |s| s.links.get(&code)?.map(|v| from_json(&v)).transpose())
+            .await
+    }
+
+    async fn update_link(&self, link: &Link) -> StoreResult<()> {
+        let json = to_json(link)?;
+        let code = link.code.clone();
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.insert(&s.links, code.as_bytes(), json);
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_link(&self, link: &Link) -> StoreResult<()> {
+        let link = link.clone();
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.remove(&s.links, link.code.as_bytes());
+            batch.remove(&s.account_links, account_link_key(&link));
+            batch.remove(&s.click_counts, link.code.as_bytes());
+            for guard in s.clicks.prefix(click_prefix(&link.code)) {
+                batch.remove(&s.clicks, guard.key()?);
+            }
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_links(
+        &self,
+        account: AccountId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Link>> {
+        let cursor = cursor.map(str::to_string);
+        self.blocking(move |s| {
+            page_of(
+                &s.account_links,
+                account.as_bytes(),
+                limit,
+                cursor.as_deref(),
+                |key, _| {
+                    // A listing row whose link is gone is skipped, not an error.
+                    let code = &key[16 + 8..];
+                    s.links.get(code)?.map(|v| from_json(&v)).transpose()
+                },
+            )
+        })
+        .await
+    }
+
+    async fn record_clicks(&self, batch: ClickBatch) -> StoreResult<()> {
+        self.blocking(move |s| {
+            let mut write = s.batch();
+            for click in &batch.clicks {
+                write.insert(&s.clicks, click_key(&click.code, click.id), to_json(click)?);
+            }
+            // One writer per code (its shard), so read-add-write loses no increment.
+            for (code, add) in &batch.counts {
+                let current = read_count(&s.click_counts, code)?;
+                write.insert(
+                    &s.click_counts,
+                    code.as_bytes(),
+                    (current + add).to_be_bytes(),
+                );
+            }
+            write.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn click_count(&self, code: &str) -> StoreResult<u64> {
+        let code = code.to_string();
+        self.blocking(move |s| read_count(&s.click_counts, &code))
+            .await
+    }
+
+    async fn list_clicks(
+        &self,
+        code: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Click>> {
+        let (code, cursor) = (code.to_string(), cursor.map(str::to_string));
+        self.blocking(move |s| {
+            page_of(
+                &s.clicks,
+                &click_prefix(&code),
+                limit,
+                cursor.as_deref(),
+                |_, value| from_json(value).map(Some),
+            )
+        })
+        .await
+    }
+
+    async fn record_incident(&self, incident: &Incident) -> StoreResult<()> {
+        let json = to_json(incident)?;
+        let key = incident_key(incident.account_id, incident.id);
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.insert(&s.incidents, key, json);
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_incidents(
+        &self,
+        account: AccountId,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Incident>> {
+        self.incidents_page(account, limit, cursor.map(str::to_string))
+            .await
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.blocking(|s| s.db.persist(PersistMode::SyncAll).map_err(Into::into))
+            .await
+    }
+}
+
+impl EmbeddedStore {
+    async fn incidents_page(
+        &self,
+        account: AccountId,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> StoreResult<Page<Incident>> {
+        self.blocking(move |s| {
+            page_of(
+                &s.incidents,
+                account.as_bytes(),
+                limit,
+                cursor.as_deref(),
+                |_, value| from_json(value).map(Some),
+            )
+        })
+        .await
+    }
+}
+
+fn read_count(keyspace: &Keyspace, code: &str) -> StoreResult<u64> {
+    match keyspace.get(code)? {
+        None => Ok(0),
+        Some(bytes) => {
+            let arr: [u8; 8] = bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("click count of {code}")))?;
+            Ok(u64::from_be_bytes(arr))
+        }
+    }
+}
