@@ -307,9 +307,16 @@ impl RawConfig {
         check(
             listen.is_ok(),
             "server.listen",
-            &format!("an address like 127.0.0.1:8080, got {:?}", self.server.listen),
+            &format!(
+                "an address like 127.0.0.1:8080, got {:?}",
+                self.server.listen
+            ),
         );
-        let base = self.server.public_base_url.trim_end_matches('/').to_string();
+        let base = self
+            .server
+            .public_base_url
+            .trim_end_matches('/')
+            .to_string();
         check(
             base.starts_with("http://") || base.starts_with("https://"),
             "server.public_base_url",
@@ -449,7 +456,11 @@ impl RawConfig {
             "at least 1",
         );
 
-        check(self.fraud.window_secs >= 1, "fraud.window_secs", "at least 1");
+        check(
+            self.fraud.window_secs >= 1,
+            "fraud.window_secs",
+            "at least 1",
+        );
         check(self.fraud.threshold >= 1, "fraud.threshold", "at least 1");
         check(
             (1..=32).contains(&self.fraud.ipv4_prefix),

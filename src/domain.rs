@@ -265,6 +265,9 @@ mod tests {
             destination_with_query("https://e.com/p?x=2#frag", "a=1"),
             "https://e.com/p?x=2&a=1#frag"
         );
-        assert_eq!(destination_with_query("https://e.com/", ""), "https://e.com/");
+        assert_eq!(
+            destination_with_query("https://e.com/", ""),
+            "https://e.com/"
+        );
     }
 }

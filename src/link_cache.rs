@@ -267,6 +267,9 @@ mod tests {
             assert!(cache.len() <= 16, "len {} after {i}", cache.len());
         }
         // Evicted entries are read through again.
-        assert!(matches!(cache.lookup("c0").await.unwrap(), Lookup::Found(_)));
+        assert!(matches!(
+            cache.lookup("c0").await.unwrap(),
+            Lookup::Found(_)
+        ));
     }
 }

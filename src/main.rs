@@ -6,7 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "relurl", version, about = "Link shortener with signed real-time click webhooks")]
+#[command(
+    name = "relurl",
+    version,
+    about = "Link shortener with signed real-time click webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -27,10 +31,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RELURL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("RELURL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")
+            }),
         )
         .with_writer(std::io::stderr)
+        // A closed log pipe must not take the server down (the default reports
+        // write errors with eprintln!, which panics when stderr is gone).
+        .log_internal_errors(false)
         .init();
     let config = match relurl::config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -43,7 +51,10 @@ fn main() -> std::process::ExitCode {
         println!("configuration ok; would listen on {}", config.server.listen);
         return std::process::ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("relurl: cannot start the runtime: {e}");
@@ -60,23 +71,20 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: relurl::config::Config) -> anyhow::Result<()> {
+    // Handlers go in before the socket is bound: a SIGTERM that arrives as soon as
+    // we say "listening" must still mean a graceful stop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding server.listen {}", config.server.listen))?;
-    relurl::app::run(config, listener, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    relurl::app::run(config, listener, shutdown).await
 }

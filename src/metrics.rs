@@ -29,8 +29,8 @@ pub const FRAUD_LINKS_DISABLED: &str = "relurl_fraud_links_disabled_total";
 pub const EVENTS_PUBLISHED: &str = "relurl_events_published_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const SIZE_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
 
@@ -66,24 +66,45 @@ fn describe() {
     describe_counter!(REDIRECT_RESPONSES, "redirect answers by status");
     describe_counter!(CACHE_LOOKUPS, "link cache lookups by result (hit, miss)");
     describe_counter!(CACHE_EVICTIONS, "links evicted from the cache");
-    describe_gauge!(CACHE_ENTRIES, "entries in the link cache after the last sweep");
+    describe_gauge!(
+        CACHE_ENTRIES,
+        "entries in the link cache after the last sweep"
+    );
     describe_counter!(STORE_ERRORS, "store operations that failed, by operation");
     describe_counter!(CLICKS_RECEIVED, "clicks handed to the click pipeline");
     describe_counter!(CLICKS_PERSISTED, "clicks written with their detail");
-    describe_counter!(CLICKS_SHED, "clicks counted but whose detail was shed under overload");
+    describe_counter!(
+        CLICKS_SHED,
+        "clicks counted but whose detail was shed under overload"
+    );
     describe_histogram!(CLICKS_BATCH_SIZE, "clicks per store batch");
     describe_histogram!(CLICKS_FLUSH_LATENCY, "time to write one click batch");
-    describe_counter!(CLICKS_FLUSH_ERRORS, "click batches the store refused (retried)");
+    describe_counter!(
+        CLICKS_FLUSH_ERRORS,
+        "click batches the store refused (retried)"
+    );
     describe_gauge!(CLICKS_QUEUE_DEPTH, "clicks queued per shard");
-    describe_counter!(SHARD_RESTARTS, "click shard actors restarted by their supervisor");
-    describe_gauge!(FRAUD_WINDOWS, "(link, ip range) windows tracked by the fraud detector");
-    describe_counter!(FRAUD_WINDOWS_EVICTED, "fraud windows evicted to stay within the cap");
+    describe_counter!(
+        SHARD_RESTARTS,
+        "click shard actors restarted by their supervisor"
+    );
+    describe_gauge!(
+        FRAUD_WINDOWS,
+        "(link, ip range) windows tracked by the fraud detector"
+    );
+    describe_counter!(
+        FRAUD_WINDOWS_EVICTED,
+        "fraud windows evicted to stay within the cap"
+    );
     describe_counter!(
         FRAUD_CLICKS_UNTRACKED,
         "clicks not counted for fraud because the window cap was reached"
     );
     describe_counter!(FRAUD_LINKS_DISABLED, "links disabled by the fraud detector");
-    describe_counter!(EVENTS_PUBLISHED, "events published on the internal bus by type");
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        "events published on the internal bus by type"
+    );
 }
 
 /// Link cache counters.

@@ -58,9 +58,8 @@ pub fn classify_agent(user_agent: &str) -> Agent {
             (r.category, r.name, r.os)
         });
     let is_bot = marker_bot || category == "crawler";
-    let tablet = os == "iPad"
-        || lower.contains("tablet")
-        || (os == "Android" && !lower.contains("mobile"));
+    let tablet =
+        os == "iPad" || lower.contains("tablet") || (os == "Android" && !lower.contains("mobile"));
     let device = if is_bot {
         "bot"
     } else if tablet {
@@ -221,13 +220,22 @@ mod tests {
     #[test]
     fn agents() {
         let a = classify_agent(ANDROID_PHONE);
-        assert_eq!((a.device, a.browser.as_str(), a.os.as_str(), a.is_bot), ("mobile", "Chrome", "Android", false));
+        assert_eq!(
+            (a.device, a.browser.as_str(), a.os.as_str(), a.is_bot),
+            ("mobile", "Chrome", "Android", false)
+        );
         let a = classify_agent(IPHONE);
-        assert_eq!((a.device, a.browser.as_str(), a.os.as_str()), ("mobile", "Safari", "iPhone"));
+        assert_eq!(
+            (a.device, a.browser.as_str(), a.os.as_str()),
+            ("mobile", "Safari", "iPhone")
+        );
         assert_eq!(classify_agent(ANDROID_TABLET).device, "tablet");
         assert_eq!(classify_agent(IPAD).device, "tablet");
         let a = classify_agent(FIREFOX_LINUX);
-        assert_eq!((a.device, a.browser.as_str(), a.os.as_str()), ("desktop", "Firefox", "Linux"));
+        assert_eq!(
+            (a.device, a.browser.as_str(), a.os.as_str()),
+            ("desktop", "Firefox", "Linux")
+        );
         let a = classify_agent(GOOGLEBOT);
         assert_eq!((a.device, a.is_bot), ("bot", true));
         assert!(classify_agent("curl/8.5.0").is_bot);
@@ -242,7 +250,10 @@ mod tests {
             referrer_host("https://user:pw@News.Example.com:8443/x?y"),
             Some("news.example.com".into())
         );
-        assert_eq!(referrer_host("http://[2001:db8::1]:80/"), Some("2001:db8::1".into()));
+        assert_eq!(
+            referrer_host("http://[2001:db8::1]:80/"),
+            Some("2001:db8::1".into())
+        );
         assert_eq!(referrer_host("not a url"), None);
         assert_eq!(referrer_host(""), None);
     }
@@ -251,7 +262,10 @@ mod tests {
     fn built_in_country_table() {
         let geo = GeoIp::built_in();
         // 8.8.8.8 is delegated to the US by ARIN.
-        assert_eq!(geo.locate("8.8.8.8".parse().unwrap()).country.as_deref(), Some("US"));
+        assert_eq!(
+            geo.locate("8.8.8.8".parse().unwrap()).country.as_deref(),
+            Some("US")
+        );
         assert_eq!(geo.locate("127.0.0.1".parse().unwrap()).country, None);
     }
 }

@@ -80,7 +80,11 @@ impl ShardSlot {
         if !first && !urgent {
             return;
         }
-        let msg = if urgent { ShardMsg::Drain } else { ShardMsg::Wake };
+        let msg = if urgent {
+            ShardMsg::Drain
+        } else {
+            ShardMsg::Wake
+        };
         let actor = self
             .actor
             .read()

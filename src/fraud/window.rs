@@ -27,7 +27,9 @@ struct Window {
 pub enum Observation {
     Counted,
     /// This click took the window past the threshold (reported once per window).
-    Tripped { clicks: u32 },
+    Tripped {
+        clicks: u32,
+    },
     /// Too many windows tracked; this one was not.
     Untracked,
 }
@@ -70,7 +72,11 @@ impl FraudWindows {
         let window_secs = self.window_secs;
         let window = self.windows.entry(key).or_default();
         let horizon = now_secs.saturating_sub(window_secs - 1);
-        while window.buckets.front().is_some_and(|(sec, _)| *sec < horizon) {
+        while window
+            .buckets
+            .front()
+            .is_some_and(|(sec, _)| *sec < horizon)
+        {
             if let Some((_, n)) = window.buckets.pop_front() {
                 window.total -= n;
             }
@@ -130,13 +136,19 @@ mod tests {
     fn trips_once_past_threshold() {
         let mut w = FraudWindows::new(10, 5, 100);
         for _ in 0..5 {
-            assert_eq!(w.observe(key("a", "10.0.0.0/24"), 100), Observation::Counted);
+            assert_eq!(
+                w.observe(key("a", "10.0.0.0/24"), 100),
+                Observation::Counted
+            );
         }
         assert_eq!(
             w.observe(key("a", "10.0.0.0/24"), 101),
             Observation::Tripped { clicks: 6 }
         );
-        assert_eq!(w.observe(key("a", "10.0.0.0/24"), 101), Observation::Counted);
+        assert_eq!(
+            w.observe(key("a", "10.0.0.0/24"), 101),
+            Observation::Counted
+        );
     }
 
     #[test]
@@ -146,12 +158,27 @@ mod tests {
             w.observe(key("a", "10.0.0.0/24"), 100 + s);
         }
         // At 110 the click of second 100 has left the 10 s window: 4 + 1.
-        assert_eq!(w.observe(key("a", "10.0.0.0/24"), 110), Observation::Counted);
+        assert_eq!(
+            w.observe(key("a", "10.0.0.0/24"), 110),
+            Observation::Counted
+        );
         // At 113 only seconds 104 and 110 remain: 2 + 1.
-        assert_eq!(w.observe(key("a", "10.0.0.0/24"), 113), Observation::Counted);
-        assert_eq!(w.observe(key("a", "10.0.0.0/24"), 113), Observation::Counted);
-        assert_eq!(w.observe(key("a", "10.0.0.0/24"), 113), Observation::Counted);
-        assert!(matches!(w.observe(key("a", "10.0.0.0/24"), 113), Observation::Tripped { clicks: 6 }));
+        assert_eq!(
+            w.observe(key("a", "10.0.0.0/24"), 113),
+            Observation::Counted
+        );
+        assert_eq!(
+            w.observe(key("a", "10.0.0.0/24"), 113),
+            Observation::Counted
+        );
+        assert_eq!(
+            w.observe(key("a", "10.0.0.0/24"), 113),
+            Observation::Counted
+        );
+        assert!(matches!(
+            w.observe(key("a", "10.0.0.0/24"), 113),
+            Observation::Tripped { clicks: 6 }
+        ));
     }
 
     #[test]
@@ -173,7 +200,10 @@ mod tests {
         let mut w = FraudWindows::new(10, 100, 2);
         w.observe(key("a", "10.0.0.0/24"), 1);
         w.observe(key("b", "10.0.0.0/24"), 1);
-        assert_eq!(w.observe(key("c", "10.0.0.0/24"), 2), Observation::Untracked);
+        assert_eq!(
+            w.observe(key("c", "10.0.0.0/24"), 2),
+            Observation::Untracked
+        );
         // Once idle for a window, old keys make room.
         assert_eq!(w.observe(key("c", "10.0.0.0/24"), 20), Observation::Counted);
         assert_eq!(w.len(), 1);
@@ -185,7 +215,10 @@ mod tests {
     fn forgetting_a_code_restarts_its_windows() {
         let mut w = FraudWindows::new(10, 1, 100);
         w.observe(key("a", "10.0.0.0/24"), 1);
-        assert!(matches!(w.observe(key("a", "10.0.0.0/24"), 1), Observation::Tripped { .. }));
+        assert!(matches!(
+            w.observe(key("a", "10.0.0.0/24"), 1),
+            Observation::Tripped { .. }
+        ));
         w.forget_code("a");
         assert_eq!(w.observe(key("a", "10.0.0.0/24"), 1), Observation::Counted);
     }

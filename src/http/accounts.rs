@@ -26,7 +26,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::validation("name", "name must be 1 to 200 characters"));
+        return Err(ApiError::validation(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
     }
     let account = Account {
         id: Uuid::now_v7(),

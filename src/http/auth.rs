@@ -49,7 +49,9 @@ impl FromRequestParts<SharedState> for Admin {
         }
         // A valid API key is known but not allowed here; anything else is unknown.
         match state.store.account_by_key_hash(token_hash(token)).await? {
-            Some(_) => Err(ApiError::forbidden("only the admin token may create accounts")),
+            Some(_) => Err(ApiError::forbidden(
+                "only the admin token may create accounts",
+            )),
             None => Err(ApiError::unauthorized("invalid token")),
         }
     }

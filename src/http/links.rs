@@ -115,7 +115,8 @@ fn click_json(click: &Click) -> Value {
 }
 
 fn check_destination(destination: &str) -> ApiResult<()> {
-    validate_destination(destination).map_err(|e| ApiError::validation("destination", e.to_string()))
+    validate_destination(destination)
+        .map_err(|e| ApiError::validation("destination", e.to_string()))
 }
 
 fn check_status(status: u16) -> ApiResult<()> {
@@ -214,7 +215,9 @@ pub async fn list(
         let count = state.store.click_count(&link.code).await?;
         items.push(link_json(link, base, count));
     }
-    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+    Ok(Json(
+        json!({ "items": items, "next_cursor": page.next_cursor }),
+    ))
 }
 
 pub async fn read(
@@ -279,7 +282,11 @@ pub async fn update(
         link.updated_at = Utc::now();
         state.store.update_link(&link).await?;
         state.cache.put(&link);
-        if let Some(fraud) = state.fraud.as_ref().filter(|_| old.disabled && !link.disabled) {
+        if let Some(fraud) = state
+            .fraud
+            .as_ref()
+            .filter(|_| old.disabled && !link.disabled)
+        {
             fraud.forget(&link.code);
         }
         state
@@ -321,6 +328,7 @@ pub async fn clicks(
         .list_clicks(&code, params.limit()?, params.cursor.as_deref())
         .await?;
     let items: Vec<Value> = page.items.iter().map(click_json).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+    Ok(Json(
+        json!({ "items": items, "next_cursor": page.next_cursor }),
+    ))
 }
-

@@ -9,7 +9,10 @@ use super::{ClickBatch, SharedStore};
 use crate::domain::{Account, Click, Incident, Link, Location};
 
 fn link(code: &str, account: Uuid, created_ms: i64) -> Link {
-    let at = Utc.timestamp_millis_opt(created_ms).single().unwrap_or_default();
+    let at = Utc
+        .timestamp_millis_opt(created_ms)
+        .single()
+        .unwrap_or_default();
     Link {
         code: code.into(),
         account_id: account,
@@ -29,7 +32,9 @@ fn click(code: &str, n: u32) -> Click {
         id: Uuid::now_v7(),
         code: code.into(),
         at: Utc::now(),
-        ip: format!("203.0.113.{n}").parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+        ip: format!("203.0.113.{n}")
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
         user_agent: "ua".into(),
         referrer: String::new(),
         referrer_host: None,
@@ -140,7 +145,12 @@ pub async fn links_list_newest_first_by_account(store: SharedStore) {
 
     let only_b = store.list_links(b, 10, None).await.unwrap();
     assert_eq!(only_b.items.len(), 1);
-    assert!(store.list_links(a, 2, Some("%%not-a-cursor")).await.is_err());
+    assert!(
+        store
+            .list_links(a, 2, Some("%%not-a-cursor"))
+            .await
+            .is_err()
+    );
 }
 
 pub async fn clicks_count_and_list_newest_first(store: SharedStore) {
@@ -205,7 +215,10 @@ pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
     let codes: Vec<_> = rest.items.iter().map(|i| i.code.as_str()).collect();
     assert_eq!(codes, ["i0"]);
     assert_eq!(rest.next_cursor, None);
-    assert_eq!(store.list_incidents(b, 10, None).await.unwrap().items.len(), 1);
+    assert_eq!(
+        store.list_incidents(b, 10, None).await.unwrap().items.len(),
+        1
+    );
 }
 
 /// One `#[tokio::test]` per conformance case; `$make` is an async expression

@@ -46,9 +46,8 @@ impl From<fjall::Error> for StoreError {
 
 impl EmbeddedStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            StoreError::Backend(format!("cannot create {}: {e}", path.display()))
-        })?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::builder(path).open()?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let inner = Inner {
@@ -218,10 +217,7 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn account_by_key_hash(
-        &self,
-        api_key_hash: [u8; 32],
-    ) -> StoreResult<Option<AccountId>> {
+    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<AccountId>> {
         self.blocking(move |s| {
             s.api_keys
                 .get(api_key_hash)?

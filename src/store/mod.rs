@@ -53,8 +53,7 @@ pub trait Store: Send + Sync + 'static {
     async fn meta_get_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
 
     async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()>;
-    async fn account_by_key_hash(&self, api_key_hash: [u8; 32])
-    -> StoreResult<Option<AccountId>>;
+    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<AccountId>>;
 
     /// Inserts the link unless its code is taken; `false` when taken.
     async fn insert_link(&self, link: &Link) -> StoreResult<bool>;
