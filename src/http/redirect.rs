@@ -50,6 +50,8 @@ pub async fn handle<B>(
                 let headers = response.headers_mut();
                 headers.insert(header::LOCATION, location);
                 headers.insert(header::CACHE_CONTROL, CACHE_CONTROL_VALUE);
+                // Explicit, so HEAD answers say it too and clients need not wait for a close.
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 // HEAD is a probe (previews, checkers), not a visit.
                 if request.method() == Method::GET {
                     let h = request.headers();

@@ -1,0 +1,2 @@
+-- wrk: HEAD requests (redirect answered, no click recorded).
+wrk.method = "HEAD"
