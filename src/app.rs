@@ -6,7 +6,11 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use ractor::{Actor, ActorRef};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     clicks::{
@@ -20,8 +24,14 @@ use crate::{
     fraud::{FraudArgs, FraudDetector, FraudHandle},
     http::{self, AppState, auth::token_hash},
     link_cache::LinkCache,
-    metrics::RedirectMetrics,
+    metrics::{RedirectMetrics, WebhookMetrics},
     store::{EmbeddedStore, SharedStore},
+    webhooks::{
+        Fanout, WebhookDirectory,
+        client::WebhookClient,
+        endpoint::EndpointContext,
+        supervisor::{SupervisorMsg as WebhookMsg, WebhookSupervisor},
+    },
 };
 
 /// How long in-flight requests get to finish at shutdown.
@@ -32,6 +42,7 @@ const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 pub struct Running {
     pub local_addr: SocketAddr,
     pub events: EventBus,
+    pub directory: Arc<WebhookDirectory>,
     /// Set when this start generated the admin token (first start, none configured).
     pub generated_admin_token: Option<String>,
     stop: oneshot::Sender<()>,
@@ -88,6 +99,38 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store.clone(),
         config.redirect.cache_capacity,
         config.redirect.negative_cache_ttl,
+        &config.server.public_base_url,
+    ));
+
+    let directory = Arc::new(WebhookDirectory::default());
+    let fanout = Fanout {
+        directory: directory.clone(),
+        bus: events.clone(),
+    };
+    let client = WebhookClient::new(
+        config.webhooks.timeout,
+        config.webhooks.allow_private_targets,
+    )
+    .map_err(|e| anyhow::anyhow!("building the webhook HTTP client: {e}"))?;
+    let (webhooks, _) = Actor::spawn(
+        None,
+        WebhookSupervisor,
+        Arc::new(EndpointContext {
+            store: store.clone(),
+            client,
+            config: config.webhooks.clone(),
+            directory: directory.clone(),
+            metrics: WebhookMetrics::new(),
+        }),
+    )
+    .await
+    .context("starting the webhook endpoints")?;
+    let (stop_expiry, expiry_stopped) = watch::channel(false);
+    let expiry = tokio::spawn(crate::expiry::run(
+        store.clone(),
+        fanout.clone(),
+        config.server.public_base_url.clone(),
+        expiry_stopped,
     ));
 
     let fraud = if config.fraud.enabled {
@@ -96,7 +139,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 config: config.fraud.clone(),
                 store: store.clone(),
                 cache: cache.clone(),
-                events: events.clone(),
+                fanout: fanout.clone(),
                 public_base_url: config.server.public_base_url.clone(),
             })
             .await
@@ -114,7 +157,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     );
     let pipeline = Arc::new(ClickPipelineConfig {
         store: store.clone(),
-        events: events.clone(),
+        fanout: fanout.clone(),
         fraud: fraud.clone(),
         geo: GeoIp::open(config.enrich.geoip_mmdb.as_deref())?,
         trusted_proxies: config.server.trusted_proxies.clone(),
@@ -138,7 +181,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store: store.clone(),
         cache,
         clicks,
-        events: events.clone(),
+        fanout,
+        directory: directory.clone(),
+        webhooks: webhooks.clone(),
+        endpoint_creation: tokio::sync::Mutex::new(()),
         fraud: fraud.clone(),
         prometheus: prometheus.clone(),
         admin_token_hash,
@@ -165,7 +211,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             SHUTDOWN_GRACE,
         )
         .await;
-        let result = stop_pipeline(click_supervisor, fraud, &store).await;
+        let result = stop_pipeline(click_supervisor, fraud).await;
+        let _ = stop_expiry.send(true);
+        let _ = expiry.await;
+        // Endpoint actors write their last outcomes; undelivered rows stay in the outbox.
+        let _ = ractor::call!(webhooks, WebhookMsg::StopAll);
+        webhooks.stop(None);
+        let result = match result {
+            Ok(()) => store.flush().await.context("making the store durable"),
+            Err(e) => Err(e),
+        };
         upkeep.abort();
         result
     });
@@ -173,6 +228,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     Ok(Running {
         local_addr,
         events,
+        directory,
         generated_admin_token,
         stop,
         task,
@@ -182,7 +238,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
 async fn stop_pipeline(
     click_supervisor: ActorRef<SupervisorMsg>,
     fraud: Option<FraudHandle>,
-    store: &SharedStore,
 ) -> anyhow::Result<()> {
     ractor::call!(click_supervisor, SupervisorMsg::FlushAll)
         .map_err(|e| anyhow::anyhow!("flushing click shards: {e}"))?;
@@ -195,7 +250,6 @@ async fn stop_pipeline(
     if let Some(fraud) = fraud {
         fraud.stop_and_wait().await;
     }
-    store.flush().await.context("making the store durable")?;
     Ok(())
 }
 

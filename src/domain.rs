@@ -60,6 +60,120 @@ pub struct Click {
     pub is_bot: bool,
 }
 
+/// A subscriber: where events of an account go, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    pub url: String,
+    /// `["*"]` or event type names.
+    pub events: Vec<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub rate_limit_per_sec: u32,
+    pub description: String,
+    /// Newest first; a rotated-out secret keeps signing until `expires_at`.
+    pub secrets: Vec<Secret>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Deliveries that failed for good in a row (reset by any success).
+    pub failed_streak: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    pub value: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Endpoint {
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.events.iter().any(|e| e == "*" || e == event_type)
+    }
+
+    /// Secrets that still sign at `now`.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
+        self.secrets
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|at| at > now))
+            .map(|s| s.value.as_str())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Failed,
+}
+
+/// One event owed to one endpoint: the outbox row. Written durably before the
+/// first attempt; removed on success; kept as `failed` after the last retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The exact body sent on every attempt.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub status: DeliveryStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    /// 2xx: delivered.
+    Succeeded,
+    /// Failed, another attempt is scheduled.
+    Pending,
+    /// Failed, and it was the last one.
+    Failed,
+}
+
+impl AttemptStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "succeeded" => Some(Self::Succeeded),
+            "pending" => Some(Self::Pending),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One try at delivering, as the attempts log shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub status: AttemptStatus,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's answer, truncated.
+    pub response_body: Option<String>,
+}
+
+/// What an attempt did to its outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryUpdate {
+    /// Delivered: the row goes.
+    Delivered { endpoint_id: Uuid, event_id: Uuid },
+    /// Stays pending (retry scheduled) or becomes failed.
+    Save(Delivery),
+}
+
 /// A link the fraud detector disabled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {

@@ -1,15 +1,19 @@
 //! The typed event bus: what happened to a link, in the shape receivers get.
-//! Producers (API, click shards, fraud detector, expiry) publish; the webhook
-//! engine subscribes. `link.clicked` is published only after its batch is durable.
+//! Every event is serialised once, at birth, into its wire body; webhook
+//! deliveries carry those exact bytes. Producers (API, click shards, fraud
+//! detector, expiry) publish after the event is durable; in-process observers
+//! subscribe. `link.clicked` is published only after its batch is durable.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Value, json, value::RawValue};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::domain::{AccountId, Click, Link};
+use crate::domain::{AccountId, Click, Link, Location};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -44,14 +48,14 @@ impl EventType {
     }
 }
 
-/// One event; `data` is the wire format's `data` object.
+/// One event with its wire body `{"type","event_id","timestamp","data"}`.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: Uuid,
     pub event_type: EventType,
     pub account_id: AccountId,
     pub timestamp: DateTime<Utc>,
-    pub data: Value,
+    pub body: Bytes,
 }
 
 /// One field a change touched, as shown in `link.updated`.
@@ -62,39 +66,104 @@ pub struct Change {
     pub new: Value,
 }
 
-pub fn link_summary(link: &Link, public_base_url: &str) -> Value {
-    json!({
-        "code": link.code,
-        "short_url": format!("{public_base_url}/{}", link.code),
-        "destination": link.destination,
-        "tags": link.tags,
-    })
+#[derive(Serialize)]
+struct Wire<'a, D: Serialize> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    event_id: &'a Uuid,
+    timestamp: &'a str,
+    data: D,
+}
+
+#[derive(Serialize)]
+struct LinkSummary<'a> {
+    code: &'a str,
+    short_url: String,
+    destination: &'a str,
+    tags: &'a [String],
+}
+
+/// `data.link` of every link event, serialised (kept pre-built in the cache).
+pub fn link_summary_json(
+    code: &str,
+    destination: &str,
+    tags: &[String],
+    public_base_url: &str,
+) -> Box<RawValue> {
+    let summary = LinkSummary {
+        code,
+        short_url: format!("{public_base_url}/{code}"),
+        destination,
+        tags,
+    };
+    // Plain strings and a string list always serialise.
+    serde_json::value::to_raw_value(&summary)
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+struct ClickedData<'a> {
+    link: &'a RawValue,
+    click: ClickPayload<'a>,
+}
+
+#[derive(Serialize)]
+struct ClickPayload<'a> {
+    ip: &'a IpAddr,
+    user_agent: &'a str,
+    referrer: &'a str,
+    referrer_host: &'a Option<String>,
+    location: &'a Location,
+    device: &'a str,
+    browser: &'a str,
+    os: &'a str,
+    is_bot: bool,
 }
 
 impl Event {
-    fn new(event_type: EventType, account_id: AccountId, data: Value) -> Self {
+    fn build<D: Serialize>(event_type: EventType, account_id: AccountId, data: D) -> Self {
+        let id = Uuid::now_v7();
+        let timestamp = Utc::now();
+        let stamp = timestamp.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let wire = Wire {
+            event_type: event_type.as_str(),
+            event_id: &id,
+            timestamp: &stamp,
+            data,
+        };
+        // Our own types with string keys: serialisation cannot fail.
+        let body = serde_json::to_vec(&wire).unwrap_or_default();
         Self {
-            id: Uuid::now_v7(),
+            id,
             event_type,
             account_id,
-            timestamp: Utc::now(),
-            data,
+            timestamp,
+            body: Bytes::from(body),
         }
     }
 
+    fn link_data(link: &Link, base: &str) -> Value {
+        json!({
+            "code": link.code,
+            "short_url": format!("{base}/{}", link.code),
+            "destination": link.destination,
+            "tags": link.tags,
+        })
+    }
+
     pub fn link_created(link: &Link, base: &str) -> Self {
-        Self::new(
+        Self::build(
             EventType::LinkCreated,
             link.account_id,
-            json!({ "link": link_summary(link, base) }),
+            json!({ "link": Self::link_data(link, base) }),
         )
     }
 
     pub fn link_expired(link: &Link, base: &str) -> Self {
-        Self::new(
+        Self::build(
             EventType::LinkExpired,
             link.account_id,
-            json!({ "link": link_summary(link, base) }),
+            json!({ "link": Self::link_data(link, base) }),
         )
     }
 
@@ -103,44 +172,51 @@ impl Event {
             .iter()
             .map(|c| json!({"field": c.field, "old": c.old, "new": c.new}))
             .collect();
-        let mut data = json!({ "link": link_summary(link, base), "changes": changes });
+        let mut data = json!({ "link": Self::link_data(link, base), "changes": changes });
         if let Some(reason) = reason {
             data["reason"] = Value::from(reason);
         }
-        Self::new(EventType::LinkUpdated, link.account_id, data)
+        Self::build(EventType::LinkUpdated, link.account_id, data)
     }
 
-    pub fn link_clicked(account_id: AccountId, link: Value, click: &Click) -> Self {
-        let click = json!({
-            "ip": click.ip,
-            "user_agent": click.user_agent,
-            "referrer": click.referrer,
-            "referrer_host": click.referrer_host,
-            "location": click.location,
-            "device": click.device,
-            "browser": click.browser,
-            "os": click.os,
-            "is_bot": click.is_bot,
-        });
-        Self::new(
-            EventType::LinkClicked,
+    pub fn link_clicked(account_id: AccountId, link: &RawValue, click: &Click) -> Self {
+        let data = ClickedData {
+            link,
+            click: ClickPayload {
+                ip: &click.ip,
+                user_agent: &click.user_agent,
+                referrer: &click.referrer,
+                referrer_host: &click.referrer_host,
+                location: &click.location,
+                device: &click.device,
+                browser: &click.browser,
+                os: &click.os,
+                is_bot: click.is_bot,
+            },
+        };
+        Self::build(EventType::LinkClicked, account_id, data)
+    }
+
+    pub fn webhook_test(account_id: AccountId, endpoint_id: Uuid) -> Self {
+        Self::build(
+            EventType::WebhookTest,
             account_id,
-            json!({ "link": link, "click": click }),
+            json!({ "endpoint_id": endpoint_id, "message": "a test event from relurl" }),
         )
     }
 
-    /// The wire body: `{"type","event_id","timestamp","data"}`.
-    pub fn to_body(&self) -> Value {
-        json!({
-            "type": self.event_type.as_str(),
-            "event_id": self.id.to_string(),
-            "timestamp": self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "data": self.data,
-        })
+    /// The body parsed back (for observers and tests).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The body's `data` object.
+    pub fn data(&self) -> Value {
+        self.json()["data"].take()
     }
 }
 
-/// Fan-out of events to subscribers inside the process.
+/// Fan-out of events to observers inside the process.
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
@@ -156,8 +232,10 @@ impl EventBus {
     pub fn publish(&self, event: Event) {
         metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "type" => event.event_type.as_str())
             .increment(1);
-        // No subscriber is not an error: nobody asked for these events.
-        let _ = self.tx.send(Arc::new(event));
+        // Nobody listening is not an error; skip the allocation then.
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Arc::new(event));
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

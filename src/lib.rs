@@ -7,6 +7,9 @@
 //!   to the [`store`], then feeds the [`fraud`] detector and publishes
 //!   `link.clicked` on the [`events`] bus.
 //! - [`fraud`] disables links one IP range hammers.
+//! - [`webhooks`] turns each event into outbox rows (written with the change
+//!   that caused it) and delivers them, one supervised actor per endpoint.
+//! - [`expiry`] fires `link.expired` once per link.
 //!
 //! [`app`] wires the stages; [`config`] loads and validates settings;
 //! [`domain`] holds the plain types; [`metrics`] declares every metric.
@@ -16,9 +19,11 @@ pub mod clicks;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod expiry;
 pub mod fraud;
 pub mod http;
 pub mod link_cache;
 pub mod metrics;
 pub mod net;
 pub mod store;
+pub mod webhooks;

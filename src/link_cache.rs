@@ -28,6 +28,8 @@ pub struct CachedLink {
     pub account_id: AccountId,
     pub destination: Box<str>,
     pub tags: Box<[String]>,
+    /// `data.link` of this link's events, serialised once.
+    pub summary: Box<serde_json::value::RawValue>,
     /// `destination` as a header value, for requests without a query string.
     pub location: HeaderValue,
     pub status: StatusCode,
@@ -37,12 +39,18 @@ pub struct CachedLink {
 }
 
 impl CachedLink {
-    fn from_link(link: &Link) -> Self {
+    fn from_link(link: &Link, public_base_url: &str) -> Self {
         Self {
             code: Arc::from(link.code.as_str()),
             account_id: link.account_id,
             destination: link.destination.clone().into_boxed_str(),
             tags: link.tags.clone().into_boxed_slice(),
+            summary: crate::events::link_summary_json(
+                &link.code,
+                &link.destination,
+                &link.tags,
+                public_base_url,
+            ),
             // Destinations are validated as visible ASCII before they are stored;
             // an invalid one (corrupt store) redirects nowhere rather than panicking.
             location: HeaderValue::from_str(&link.destination)
@@ -76,6 +84,7 @@ pub struct LinkCache {
     capacity: usize,
     negative_ttl: Duration,
     store: SharedStore,
+    public_base_url: String,
     /// Bumped by every API change, so a load that raced with it is not cached.
     generation: AtomicU64,
     sweeping: AtomicBool,
@@ -83,8 +92,14 @@ pub struct LinkCache {
 }
 
 impl LinkCache {
-    pub fn new(store: SharedStore, capacity: usize, negative_ttl: Duration) -> Self {
+    pub fn new(
+        store: SharedStore,
+        capacity: usize,
+        negative_ttl: Duration,
+        public_base_url: &str,
+    ) -> Self {
         Self {
+            public_base_url: public_base_url.to_string(),
             map: papaya::HashMap::with_capacity(capacity.min(1 << 16)),
             capacity,
             negative_ttl,
@@ -124,7 +139,7 @@ impl LinkCache {
         let link = self.store.get_link(code).await?;
         let (entry, lookup) = match link {
             Some(link) => {
-                let cached = Arc::new(CachedLink::from_link(&link));
+                let cached = Arc::new(CachedLink::from_link(&link, &self.public_base_url));
                 (Entry::Found(cached.clone()), Lookup::Found(cached))
             }
             None => (
@@ -150,7 +165,7 @@ impl LinkCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.map.pin().insert(
             link.code.as_str().into(),
-            Entry::Found(Arc::new(CachedLink::from_link(link))),
+            Entry::Found(Arc::new(CachedLink::from_link(link, &self.public_base_url))),
         );
         self.evict_if_full();
     }
@@ -230,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         (
-            LinkCache::new(store.clone(), capacity, Duration::from_secs(60)),
+            LinkCache::new(store.clone(), capacity, Duration::from_secs(60), "http://x"),
             store,
             dir,
         )
@@ -241,7 +256,7 @@ mod tests {
         let (cache, store, _dir) = cache(100).await;
         assert!(matches!(cache.lookup("x").await.unwrap(), Lookup::NotFound));
         let l = link("x");
-        store.insert_link(&l).await.unwrap();
+        store.insert_link(&l, &[]).await.unwrap();
         // Still remembered as missing: the store is not asked again.
         assert!(matches!(cache.lookup("x").await.unwrap(), Lookup::NotFound));
         cache.put(&l);
@@ -259,7 +274,7 @@ mod tests {
         let (cache, store, _dir) = cache(16).await;
         for i in 0..100 {
             let l = link(&format!("c{i}"));
-            store.insert_link(&l).await.unwrap();
+            store.insert_link(&l, &[]).await.unwrap();
             assert!(matches!(
                 cache.lookup(&l.code).await.unwrap(),
                 Lookup::Found(_)

@@ -27,6 +27,17 @@ pub const FRAUD_WINDOWS_EVICTED: &str = "relurl_fraud_windows_evicted_total";
 pub const FRAUD_CLICKS_UNTRACKED: &str = "relurl_fraud_clicks_untracked_total";
 pub const FRAUD_LINKS_DISABLED: &str = "relurl_fraud_links_disabled_total";
 pub const EVENTS_PUBLISHED: &str = "relurl_events_published_total";
+pub const WEBHOOK_DELIVERIES: &str = "relurl_webhook_deliveries_total";
+pub const WEBHOOK_ATTEMPT_LATENCY: &str = "relurl_webhook_attempt_latency_seconds";
+pub const WEBHOOK_RETRIES: &str = "relurl_webhook_retries_scheduled_total";
+pub const WEBHOOK_PENDING: &str = "relurl_webhook_pending_deliveries";
+pub const WEBHOOK_DEAD: &str = "relurl_webhook_dead_deliveries_total";
+pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "relurl_webhook_endpoints_disabled_total";
+pub const WEBHOOK_RESTARTS: &str = "relurl_webhook_actor_restarts_total";
+pub const WEBHOOK_FAILING: &str = "relurl_webhook_endpoints_failing";
+pub const WEBHOOK_SPILLED: &str = "relurl_webhook_spilled_total";
+pub const WEBHOOK_SAVE_ERRORS: &str = "relurl_webhook_outcome_save_errors_total";
+pub const EXPIRIES_FIRED: &str = "relurl_links_expired_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
@@ -204,5 +215,51 @@ fn status_label(status: u16) -> &'static str {
         s if s < 400 => "3xx",
         s if s < 500 => "4xx",
         _ => "5xx",
+    }
+}
+
+/// Webhook delivery metrics, pre-registered.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    outcomes: [Counter; 5],
+    pub latency: Histogram,
+    pub retries: Counter,
+    pub pending: Gauge,
+    pub dead: Counter,
+    pub disabled: Counter,
+    pub restarts: Counter,
+    pub failing: Gauge,
+    pub save_errors: Counter,
+}
+
+impl WebhookMetrics {
+    pub fn new() -> Self {
+        use crate::webhooks::policy::OutcomeKind;
+        Self {
+            outcomes: OutcomeKind::ALL
+                .map(|k| counter!(WEBHOOK_DELIVERIES, "outcome" => k.as_str())),
+            latency: histogram!(WEBHOOK_ATTEMPT_LATENCY),
+            retries: counter!(WEBHOOK_RETRIES),
+            pending: gauge!(WEBHOOK_PENDING),
+            dead: counter!(WEBHOOK_DEAD),
+            disabled: counter!(WEBHOOK_ENDPOINTS_DISABLED),
+            restarts: counter!(WEBHOOK_RESTARTS),
+            failing: gauge!(WEBHOOK_FAILING),
+            save_errors: counter!(WEBHOOK_SAVE_ERRORS),
+        }
+    }
+
+    pub fn outcome(&self, kind: crate::webhooks::policy::OutcomeKind) -> &Counter {
+        let i = crate::webhooks::policy::OutcomeKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        &self.outcomes[i]
+    }
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -19,16 +19,17 @@ use tokio::sync::oneshot;
 use super::{ShardSlot, enrich};
 use crate::{
     clicks::enrich::GeoIp,
-    events::{Event, EventBus},
+    events::Event,
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
+    webhooks::Fanout,
 };
 
 /// What every shard needs, shared.
 pub struct ClickPipelineConfig {
     pub store: SharedStore,
-    pub events: EventBus,
+    pub fanout: Fanout,
     pub fraud: Option<FraudHandle>,
     pub geo: GeoIp,
     pub trusted_proxies: Vec<Cidr>,
@@ -65,8 +66,8 @@ pub struct ShardState {
 
 struct PendingBatch {
     batch: ClickBatch,
-    /// Per click: the account and link summary for its `link.clicked` event.
-    events: Vec<(uuid::Uuid, serde_json::Value)>,
+    /// The clicks' `link.clicked` events; their deliveries are in `batch`.
+    events: Vec<Event>,
     acks: Vec<oneshot::Sender<()>>,
 }
 
@@ -159,7 +160,7 @@ impl ShardState {
                 return true;
             };
             let started = Instant::now();
-            match self.config.store.record_clicks(pending.batch.clone()).await {
+            match self.config.store.record_clicks(&pending.batch).await {
                 Ok(()) => {
                     self.flush_latency.record(started.elapsed().as_secs_f64());
                     self.retry_delay = Duration::from_millis(50);
@@ -183,6 +184,7 @@ impl ShardState {
         let mut clicks = Vec::with_capacity(self.slot.queue.len().min(max));
         let mut events = Vec::with_capacity(clicks.capacity());
         let mut acks = Vec::new();
+        let mut deliveries = Vec::new();
         let mut counts: HashMap<Arc<str>, u64> = HashMap::new();
         while clicks.len() < max {
             let Some(queued) = self.slot.queue.pop() else {
@@ -190,13 +192,9 @@ impl ShardState {
             };
             let click = enrich::enrich(&queued.raw, &self.config.trusted_proxies, &self.config.geo);
             *counts.entry(queued.link.code.clone()).or_default() += 1;
-            let summary = serde_json::json!({
-                "code": &*queued.link.code,
-                "short_url": format!("{}/{}", self.config.public_base_url, queued.link.code),
-                "destination": &*queued.link.destination,
-                "tags": &*queued.link.tags,
-            });
-            events.push((queued.link.account_id, summary));
+            let event = Event::link_clicked(queued.link.account_id, &queued.link.summary, &click);
+            deliveries.extend(self.config.fanout.prepare(&event));
+            events.push(event);
             clicks.push(click);
             acks.extend(queued.ack);
         }
@@ -219,6 +217,7 @@ impl ShardState {
                     .into_iter()
                     .map(|(code, n)| (code.to_string(), n))
                     .collect(),
+                deliveries,
             },
             events,
             acks,
@@ -236,10 +235,10 @@ impl ShardState {
         if let Some(fraud) = &self.config.fraud {
             fraud.observe(&pending.batch.clicks);
         }
-        for (click, (account, summary)) in pending.batch.clicks.iter().zip(pending.events) {
-            self.config
-                .events
-                .publish(Event::link_clicked(account, summary, click));
+        let fanout = &self.config.fanout;
+        fanout.directory.dispatch(pending.batch.deliveries);
+        for event in pending.events {
+            fanout.bus.publish(event);
         }
         self.slot.depth.set(self.slot.queue.len() as f64);
     }

@@ -18,10 +18,11 @@ use uuid::Uuid;
 use crate::{
     config::FraudConfig,
     domain::{Click, Incident},
-    events::{Change, Event, EventBus},
+    events::{Change, Event},
     link_cache::LinkCache,
     net,
     store::SharedStore,
+    webhooks::Fanout,
 };
 use window::{FraudWindows, Observation, WindowKey};
 
@@ -63,7 +64,7 @@ pub struct FraudArgs {
     pub config: FraudConfig,
     pub store: SharedStore,
     pub cache: Arc<LinkCache>,
-    pub events: EventBus,
+    pub fanout: Fanout,
     pub public_base_url: String,
 }
 
@@ -170,7 +171,26 @@ impl FraudState {
         updated.disabled = true;
         updated.disabled_reason = Some("fraud".into());
         updated.updated_at = Utc::now();
-        if let Err(e) = self.args.store.update_link(&updated).await {
+        let changes = [
+            Change {
+                field: "disabled",
+                old: json!(false),
+                new: json!(true),
+            },
+            Change {
+                field: "disabled_reason",
+                old: json!(link.disabled_reason),
+                new: json!("fraud"),
+            },
+        ];
+        let event = Event::link_updated(
+            &updated,
+            &self.args.public_base_url,
+            &changes,
+            Some("fraud"),
+        );
+        let deliveries = self.args.fanout.prepare(&event);
+        if let Err(e) = self.args.store.update_link(&updated, &deliveries).await {
             crate::metrics::store_error("update_link");
             tracing::error!(code, error = %e, "fraud: cannot disable link");
             return;
@@ -191,23 +211,6 @@ impl FraudState {
             crate::metrics::store_error("record_incident");
             tracing::error!(code, error = %e, "fraud: incident not recorded");
         }
-        let changes = [
-            Change {
-                field: "disabled",
-                old: json!(false),
-                new: json!(true),
-            },
-            Change {
-                field: "disabled_reason",
-                old: json!(link.disabled_reason),
-                new: json!("fraud"),
-            },
-        ];
-        self.args.events.publish(Event::link_updated(
-            &updated,
-            &self.args.public_base_url,
-            &changes,
-            Some("fraud"),
-        ));
+        self.args.fanout.committed(event, deliveries);
     }
 }

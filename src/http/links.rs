@@ -169,35 +169,26 @@ pub async fn create(
         disabled_reason: None,
         tags: body.tags,
     };
-    match body.code {
-        Some(code) => {
-            link.code = code;
-            if !state.store.insert_link(&link).await? {
-                return Err(ApiError::conflict(
-                    Some("code"),
-                    format!("code {:?} is already taken", link.code),
-                ));
-            }
-        }
-        None => {
-            // 62^7 codes: a collision is rare, several in a row are a broken store.
-            let mut inserted = false;
-            for _ in 0..16 {
-                link.code = generate_code();
-                if state.store.insert_link(&link).await? {
-                    inserted = true;
-                    break;
-                }
-            }
-            if !inserted {
-                return Err(ApiError::internal("could not find a free code"));
-            }
+    let base = &state.config.server.public_base_url;
+    // 62^7 codes: a collision is rare, several in a row are a broken store.
+    let tries = if body.code.is_some() { 1 } else { 16 };
+    for _ in 0..tries {
+        link.code = body.code.clone().unwrap_or_else(generate_code);
+        let event = Event::link_created(&link, base);
+        let deliveries = state.fanout.prepare(&event);
+        if state.store.insert_link(&link, &deliveries).await? {
+            state.cache.put(&link);
+            state.fanout.committed(event, deliveries);
+            return Ok((StatusCode::CREATED, Json(link_json(&link, base, 0))));
         }
     }
-    state.cache.put(&link);
-    let base = &state.config.server.public_base_url;
-    state.events.publish(Event::link_created(&link, base));
-    Ok((StatusCode::CREATED, Json(link_json(&link, base, 0))))
+    match body.code {
+        Some(code) => Err(ApiError::conflict(
+            Some("code"),
+            format!("code {code:?} is already taken"),
+        )),
+        None => Err(ApiError::internal("could not find a free code")),
+    }
 }
 
 pub async fn list(
@@ -280,7 +271,9 @@ pub async fn update(
     let base = &state.config.server.public_base_url;
     if !changes.is_empty() {
         link.updated_at = Utc::now();
-        state.store.update_link(&link).await?;
+        let event = Event::link_updated(&link, base, &changes, None);
+        let deliveries = state.fanout.prepare(&event);
+        state.store.update_link(&link, &deliveries).await?;
         state.cache.put(&link);
         if let Some(fraud) = state
             .fraud
@@ -289,9 +282,7 @@ pub async fn update(
         {
             fraud.forget(&link.code);
         }
-        state
-            .events
-            .publish(Event::link_updated(&link, base, &changes, None));
+        state.fanout.committed(event, deliveries);
     }
     let count = state.store.click_count(&code).await?;
     Ok(Json(link_json(&link, base, count)))

@@ -12,6 +12,7 @@ pub mod fraud;
 pub mod links;
 pub mod ops;
 pub mod redirect;
+pub mod webhooks;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -35,9 +36,15 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::{
-    clicks::ClickRouter, config::Config, events::EventBus, fraud::FraudHandle,
-    link_cache::LinkCache, metrics::RedirectMetrics, store::SharedStore,
+    clicks::ClickRouter,
+    config::Config,
+    fraud::FraudHandle,
+    link_cache::LinkCache,
+    metrics::RedirectMetrics,
+    store::SharedStore,
+    webhooks::{Fanout, WebhookDirectory, supervisor::SupervisorMsg},
 };
+use ractor::ActorRef;
 use error::ApiError;
 
 /// Everything a handler may touch.
@@ -46,7 +53,11 @@ pub struct AppState {
     pub store: SharedStore,
     pub cache: Arc<LinkCache>,
     pub clicks: ClickRouter,
-    pub events: EventBus,
+    pub fanout: Fanout,
+    pub directory: Arc<WebhookDirectory>,
+    pub webhooks: ActorRef<SupervisorMsg>,
+    /// Endpoint creation takes turns (the per-account limit is counted).
+    pub endpoint_creation: tokio::sync::Mutex<()>,
     pub fraud: Option<FraudHandle>,
     pub prometheus: PrometheusHandle,
     pub admin_token_hash: [u8; 32],
@@ -68,6 +79,20 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/links/{code}/clicks", get(links::clicks))
         .route("/v1/fraud/incidents", get(fraud::incidents))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::read)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}/test", post(webhooks::send_test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/webhooks/{id}/deliveries/{event_id}/retry",
+            post(webhooks::retry),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn(count_requests))
@@ -96,6 +121,14 @@ fn route_label(template: &str) -> &'static str {
         "/v1/links/{code}" => "/v1/links/{code}",
         "/v1/links/{code}/clicks" => "/v1/links/{code}/clicks",
         "/v1/fraud/incidents" => "/v1/fraud/incidents",
+        "/v1/webhooks" => "/v1/webhooks",
+        "/v1/webhooks/{id}" => "/v1/webhooks/{id}",
+        "/v1/webhooks/{id}/rotate-secret" => "/v1/webhooks/{id}/rotate-secret",
+        "/v1/webhooks/{id}/test" => "/v1/webhooks/{id}/test",
+        "/v1/webhooks/{id}/deliveries" => "/v1/webhooks/{id}/deliveries",
+        "/v1/webhooks/{id}/deliveries/{event_id}/retry" => {
+            "/v1/webhooks/{id}/deliveries/{event_id}/retry"
+        }
         _ => "other",
     }
 }

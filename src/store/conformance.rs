@@ -75,8 +75,8 @@ pub async fn accounts_found_by_key_hash(store: SharedStore) {
 pub async fn link_codes_are_unique(store: SharedStore) {
     let a = Uuid::now_v7();
     let b = Uuid::now_v7();
-    assert!(store.insert_link(&link("same", a, 1_000)).await.unwrap());
-    assert!(!store.insert_link(&link("same", b, 2_000)).await.unwrap());
+    assert!(store.insert_link(&link("same", a, 1_000), &[]).await.unwrap());
+    assert!(!store.insert_link(&link("same", b, 2_000), &[]).await.unwrap());
     let stored = store.get_link("same").await.unwrap().expect("link");
     assert_eq!(stored.account_id, a);
     assert_eq!(store.get_link("other").await.unwrap(), None);
@@ -85,18 +85,19 @@ pub async fn link_codes_are_unique(store: SharedStore) {
 pub async fn link_update_and_delete(store: SharedStore) {
     let a = Uuid::now_v7();
     let mut l = link("upd", a, 1_000);
-    store.insert_link(&l).await.unwrap();
+    store.insert_link(&l, &[]).await.unwrap();
     l.destination = "https://example.org/new".into();
     l.disabled = true;
     l.disabled_reason = Some("fraud".into());
     l.expires_at = Some(l.created_at + Duration::days(1));
-    store.update_link(&l).await.unwrap();
+    store.update_link(&l, &[]).await.unwrap();
     assert_eq!(store.get_link("upd").await.unwrap(), Some(l.clone()));
 
     store
-        .record_clicks(ClickBatch {
+        .record_clicks(&ClickBatch {
             clicks: vec![click("upd", 1)],
             counts: vec![("upd".into(), 1)],
+            ..ClickBatch::default()
         })
         .await
         .unwrap();
@@ -114,7 +115,7 @@ pub async fn link_update_and_delete(store: SharedStore) {
     let page = store.list_links(a, 10, None).await.unwrap();
     assert!(page.items.is_empty());
     // The code is free again.
-    assert!(store.insert_link(&link("upd", a, 5_000)).await.unwrap());
+    assert!(store.insert_link(&link("upd", a, 5_000), &[]).await.unwrap());
 }
 
 pub async fn links_list_newest_first_by_account(store: SharedStore) {
@@ -122,11 +123,11 @@ pub async fn links_list_newest_first_by_account(store: SharedStore) {
     let b = Uuid::now_v7();
     for i in 0..5 {
         store
-            .insert_link(&link(&format!("a{i}"), a, 1_000 + i))
+            .insert_link(&link(&format!("a{i}"), a, 1_000 + i), &[])
             .await
             .unwrap();
     }
-    store.insert_link(&link("b0", b, 3_000)).await.unwrap();
+    store.insert_link(&link("b0", b, 3_000), &[]).await.unwrap();
 
     let first = store.list_links(a, 2, None).await.unwrap();
     let codes: Vec<_> = first.items.iter().map(|l| l.code.as_str()).collect();
@@ -155,20 +156,22 @@ pub async fn links_list_newest_first_by_account(store: SharedStore) {
 
 pub async fn clicks_count_and_list_newest_first(store: SharedStore) {
     let a = Uuid::now_v7();
-    store.insert_link(&link("c", a, 1_000)).await.unwrap();
+    store.insert_link(&link("c", a, 1_000), &[]).await.unwrap();
     let clicks: Vec<Click> = (0..5).map(|n| click("c", n)).collect();
     store
-        .record_clicks(ClickBatch {
+        .record_clicks(&ClickBatch {
             clicks: clicks[..3].to_vec(),
             // 3 stored plus 2 shed: the counter has them all.
             counts: vec![("c".into(), 5)],
+            ..ClickBatch::default()
         })
         .await
         .unwrap();
     store
-        .record_clicks(ClickBatch {
+        .record_clicks(&ClickBatch {
             clicks: clicks[3..].to_vec(),
             counts: vec![("c".into(), 2)],
+            ..ClickBatch::default()
         })
         .await
         .unwrap();

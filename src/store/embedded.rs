@@ -8,12 +8,16 @@
 use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
 use super::{ClickBatch, Page, Store, StoreError, StoreResult};
-use crate::domain::{Account, AccountId, Click, Incident, Link};
+use crate::domain::{
+    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryStatus, DeliveryUpdate,
+    Endpoint, Incident, Link,
+};
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -34,6 +38,18 @@ struct Inner {
     clicks: Keyspace,
     /// account id ++ inverted incident uuid → incident JSON
     incidents: Keyspace,
+    /// expires_at millis ++ code → () for links whose `link.expired` is still owed
+    expiries: Keyspace,
+    /// endpoint id → endpoint JSON
+    endpoints: Keyspace,
+    /// account id ++ endpoint id → ()
+    account_endpoints: Keyspace,
+    /// endpoint id ++ due millis (u64::MAX when failed) ++ event id → delivery JSON
+    outbox: Keyspace,
+    /// endpoint id ++ event id → due millis: finds a row's current key
+    outbox_index: Keyspace,
+    /// endpoint id ++ inverted attempt uuid → attempt JSON
+    attempts: Keyspace,
     /// Serialises check-then-insert (link codes, meta values): one process owns the files.
     insert_lock: std::sync::Mutex<()>,
 }
@@ -59,6 +75,12 @@ impl EmbeddedStore {
             click_counts: ks("click_counts")?,
             clicks: ks("clicks")?,
             incidents: ks("incidents")?,
+            expiries: ks("expiries")?,
+            endpoints: ks("endpoints")?,
+            account_endpoints: ks("account_endpoints")?,
+            outbox: ks("outbox")?,
+            outbox_index: ks("outbox_index")?,
+            attempts: ks("attempts")?,
             insert_lock: std::sync::Mutex::new(()),
             db,
         };
@@ -130,6 +152,92 @@ fn incident_key(account: AccountId, id: Uuid) -> Vec<u8> {
     let mut key = account.as_bytes().to_vec();
     key.extend(id.as_bytes().iter().map(|b| !b));
     key
+}
+
+fn expiry_key(link: &Link) -> Option<Vec<u8>> {
+    let at = link.expires_at?;
+    let mut key = (at.timestamp_millis().max(0) as u64).to_be_bytes().to_vec();
+    key.extend_from_slice(link.code.as_bytes());
+    Some(key)
+}
+
+fn two_ids(a: Uuid, b: Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(a.as_bytes());
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+fn due_millis(delivery: &Delivery) -> u64 {
+    match delivery.status {
+        DeliveryStatus::Pending => delivery.next_attempt_at.timestamp_millis().max(0) as u64,
+        DeliveryStatus::Failed => u64::MAX,
+    }
+}
+
+fn outbox_key(endpoint: Uuid, due: u64, event: Uuid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(40);
+    key.extend_from_slice(endpoint.as_bytes());
+    key.extend_from_slice(&due.to_be_bytes());
+    key.extend_from_slice(event.as_bytes());
+    key
+}
+
+fn attempt_key(attempt: &Attempt) -> Vec<u8> {
+    let mut key = attempt.endpoint_id.as_bytes().to_vec();
+    key.extend(attempt.id.as_bytes().iter().map(|b| !b));
+    key
+}
+
+impl Inner {
+    /// Adds a delivery row to `batch`, removing its previous version if any.
+    fn put_delivery(&self, batch: &mut fjall::OwnedWriteBatch, d: &Delivery) -> StoreResult<()> {
+        self.remove_delivery(batch, d.endpoint_id, d.event_id)?;
+        let due = due_millis(d);
+        batch.insert(&self.outbox, outbox_key(d.endpoint_id, due, d.event_id), to_json(d)?);
+        batch.insert(
+            &self.outbox_index,
+            two_ids(d.endpoint_id, d.event_id),
+            due.to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    fn remove_delivery(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        endpoint: Uuid,
+        event: Uuid,
+    ) -> StoreResult<()> {
+        let index_key = two_ids(endpoint, event);
+        if let Some(due) = self.outbox_index.get(&index_key)? {
+            let due: [u8; 8] = due
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("outbox index".into()))?;
+            batch.remove(&self.outbox, outbox_key(endpoint, u64::from_be_bytes(due), event));
+            batch.remove(&self.outbox_index, index_key);
+        }
+        Ok(())
+    }
+
+    fn put_deliveries(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        deliveries: &[Delivery],
+    ) -> StoreResult<()> {
+        // New rows (the common case) have no earlier version to look up.
+        for d in deliveries {
+            let due = due_millis(d);
+            batch.insert(&self.outbox, outbox_key(d.endpoint_id, due, d.event_id), to_json(d)?);
+            batch.insert(
+                &self.outbox_index,
+                two_ids(d.endpoint_id, d.event_id),
+                due.to_be_bytes(),
+            );
+        }
+        Ok(())
+    }
 }
 
 fn decode_cursor(cursor: Option<&str>) -> StoreResult<Option<Vec<u8>>> {
@@ -227,9 +335,10 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn insert_link(&self, link: &Link) -> StoreResult<bool> {
+    async fn insert_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<bool> {
         let json = to_json(link)?;
         let link = link.clone();
+        let deliveries = deliveries.to_vec();
         self.blocking(move |s| {
             let _guard = s.lock();
             if s.links.contains_key(&link.code)? {
@@ -238,6 +347,10 @@ impl Store for EmbeddedStore {
             let mut batch = s.batch();
             batch.insert(&s.links, link.code.as_bytes(), json);
             batch.insert(&s.account_links, account_link_key(&link), []);
+            if let Some(key) = expiry_key(&link) {
+                batch.insert(&s.expiries, key, []);
+            }
+            s.put_deliveries(&mut batch, &deliveries)?;
             batch.commit()?;
             Ok(true)
         })
@@ -250,12 +363,62 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn update_link(&self, link: &Link) -> StoreResult<()> {
+    async fn update_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()> {
         let json = to_json(link)?;
-        let code = link.code.clone();
+        let link = link.clone();
+        let deliveries = deliveries.to_vec();
         self.blocking(move |s| {
             let mut batch = s.batch();
-            batch.insert(&s.links, code.as_bytes(), json);
+            // A new expiry is owed its event; an unchanged one keeps its state.
+            if let Some(old) = s.links.get(&link.code)? {
+                let old: Link = from_json(&old)?;
+                if old.expires_at != link.expires_at {
+                    if let Some(key) = expiry_key(&old) {
+                        batch.remove(&s.expiries, key);
+                    }
+                    if let Some(key) = expiry_key(&link) {
+                        batch.insert(&s.expiries, key, []);
+                    }
+                }
+            }
+            batch.insert(&s.links, link.code.as_bytes(), json);
+            s.put_deliveries(&mut batch, &deliveries)?;
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_expiries(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Link>> {
+        let end = (until.timestamp_millis().max(0) as u64 + 1).to_be_bytes();
+        self.blocking(move |s| {
+            let mut links = Vec::new();
+            for guard in s.expiries.range(..end.to_vec()) {
+                let key = guard.key()?;
+                if let Some(link) = s.links.get(&key[8..])? {
+                    let link: Link = from_json(&link)?;
+                    if expiry_key(&link).as_deref() == Some(&key[..]) {
+                        links.push(link);
+                    }
+                }
+                if links.len() == limit {
+                    break;
+                }
+            }
+            Ok(links)
+        })
+        .await
+    }
+
+    async fn mark_expired(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()> {
+        let link = link.clone();
+        let deliveries = deliveries.to_vec();
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            if let Some(key) = expiry_key(&link) {
+                batch.remove(&s.expiries, key);
+            }
+            s.put_deliveries(&mut batch, &deliveries)?;
             batch.commit()?;
             Ok(())
         })
@@ -269,6 +432,9 @@ impl Store for EmbeddedStore {
             batch.remove(&s.links, link.code.as_bytes());
             batch.remove(&s.account_links, account_link_key(&link));
             batch.remove(&s.click_counts, link.code.as_bytes());
+            if let Some(key) = expiry_key(&link) {
+                batch.remove(&s.expiries, key);
+            }
             for guard in s.clicks.prefix(click_prefix(&link.code)) {
                 batch.remove(&s.clicks, guard.key()?);
             }
@@ -301,14 +467,38 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn record_clicks(&self, batch: ClickBatch) -> StoreResult<()> {
+    async fn record_clicks(&self, batch: &ClickBatch) -> StoreResult<()> {
+        // Encoded here, so the blocking task owns bytes rather than a copy of the batch.
+        let clicks = batch
+            .clicks
+            .iter()
+            .map(|c| Ok((click_key(&c.code, c.id), to_json(c)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let deliveries = batch
+            .deliveries
+            .iter()
+            .map(|d| {
+                let due = due_millis(d);
+                Ok((
+                    outbox_key(d.endpoint_id, due, d.event_id),
+                    to_json(d)?,
+                    two_ids(d.endpoint_id, d.event_id),
+                    due,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let counts = batch.counts.clone();
         self.blocking(move |s| {
             let mut write = s.batch();
-            for click in &batch.clicks {
-                write.insert(&s.clicks, click_key(&click.code, click.id), to_json(click)?);
+            for (key, value) in clicks {
+                write.insert(&s.clicks, key, value);
+            }
+            for (key, value, index_key, due) in deliveries {
+                write.insert(&s.outbox, key, value);
+                write.insert(&s.outbox_index, index_key, due.to_be_bytes());
             }
             // One writer per code (its shard), so read-add-write loses no increment.
-            for (code, add) in &batch.counts {
+            for (code, add) in &counts {
                 let current = read_count(&s.click_counts, code)?;
                 write.insert(
                     &s.click_counts,
@@ -367,6 +557,171 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<Page<Incident>> {
         self.incidents_page(account, limit, cursor.map(str::to_string))
             .await
+    }
+
+    async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let json = to_json(endpoint)?;
+        let (id, account) = (endpoint.id, endpoint.account_id);
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.insert(&s.endpoints, id.as_bytes().to_vec(), json);
+            batch.insert(&s.account_endpoints, two_ids(account, id), []);
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let json = to_json(endpoint)?;
+        let id = endpoint.id;
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.insert(&s.endpoints, id.as_bytes().to_vec(), json);
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let (id, account) = (endpoint.id, endpoint.account_id);
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            batch.remove(&s.endpoints, id.as_bytes().to_vec());
+            batch.remove(&s.account_endpoints, two_ids(account, id));
+            for keyspace in [&s.outbox, &s.outbox_index, &s.attempts] {
+                for guard in keyspace.prefix(id.as_bytes()) {
+                    batch.remove(keyspace, guard.key()?);
+                }
+            }
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>> {
+        self.blocking(move |s| {
+            s.endpoints
+                .get(id.as_bytes())?
+                .map(|v| from_json(&v))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_endpoints(&self, account: AccountId) -> StoreResult<Vec<Endpoint>> {
+        self.blocking(move |s| {
+            let mut endpoints = Vec::new();
+            for guard in s.account_endpoints.prefix(account.as_bytes()) {
+                let key = guard.key()?;
+                if let Some(v) = s.endpoints.get(&key[16..])? {
+                    endpoints.push(from_json(&v)?);
+                }
+            }
+            Ok(endpoints)
+        })
+        .await
+    }
+
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
+        self.blocking(move |s| {
+            s.endpoints
+                .iter()
+                .map(|guard| from_json(&guard.value()?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn upsert_deliveries(&self, deliveries: &[Delivery]) -> StoreResult<()> {
+        let deliveries = deliveries.to_vec();
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            for d in &deliveries {
+                s.put_delivery(&mut batch, d)?;
+            }
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_deliveries(&self, endpoint: Uuid, limit: usize) -> StoreResult<Vec<Delivery>> {
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            for guard in s.outbox.prefix(endpoint.as_bytes()) {
+                let (key, value) = guard.into_inner()?;
+                // Failed rows sort last (due = u64::MAX): stop there.
+                if key[16..24] == u64::MAX.to_be_bytes() || out.len() == limit {
+                    break;
+                }
+                out.push(from_json(&value)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, endpoint: Uuid, event: Uuid) -> StoreResult<Option<Delivery>> {
+        self.blocking(move |s| {
+            let Some(due) = s.outbox_index.get(two_ids(endpoint, event))? else {
+                return Ok(None);
+            };
+            let due: [u8; 8] = due
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("outbox index".into()))?;
+            s.outbox
+                .get(outbox_key(endpoint, u64::from_be_bytes(due), event))?
+                .map(|v| from_json(&v))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn save_outcomes(&self, outcomes: &[(Attempt, DeliveryUpdate)]) -> StoreResult<()> {
+        let outcomes = outcomes.to_vec();
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            for (attempt, update) in &outcomes {
+                batch.insert(&s.attempts, attempt_key(attempt), to_json(attempt)?);
+                match update {
+                    DeliveryUpdate::Delivered {
+                        endpoint_id,
+                        event_id,
+                    } => s.remove_delivery(&mut batch, *endpoint_id, *event_id)?,
+                    DeliveryUpdate::Save(d) => s.put_delivery(&mut batch, d)?,
+                }
+            }
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_attempts(
+        &self,
+        endpoint: Uuid,
+        status: Option<AttemptStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Attempt>> {
+        let cursor = cursor.map(str::to_string);
+        self.blocking(move |s| {
+            page_of(
+                &s.attempts,
+                endpoint.as_bytes(),
+                limit,
+                cursor.as_deref(),
+                |_, value| {
+                    let attempt: Attempt = from_json(value)?;
+                    Ok(status.is_none_or(|st| st == attempt.status).then_some(attempt))
+                },
+            )
+        })
+        .await
     }
 
     async fn flush(&self) -> StoreResult<()> {

@@ -11,7 +11,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Account, AccountId, Click, Incident, Link};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{
+    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryUpdate, Endpoint,
+    Incident, Link,
+};
 
 pub use embedded::EmbeddedStore;
 
@@ -42,6 +48,8 @@ pub struct ClickBatch {
     /// Per code: how many clicks to add to its counter (includes shed clicks
     /// whose detail was not kept).
     pub counts: Vec<(String, u64)>,
+    /// The `link.clicked` deliveries these clicks owe, durable with them.
+    pub deliveries: Vec<Delivery>,
 }
 
 #[async_trait]
@@ -55,11 +63,17 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()>;
     async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<AccountId>>;
 
-    /// Inserts the link unless its code is taken; `false` when taken.
-    async fn insert_link(&self, link: &Link) -> StoreResult<bool>;
+    /// Inserts the link and its deliveries unless the code is taken; `false` when taken.
+    async fn insert_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<bool>;
     async fn get_link(&self, code: &str) -> StoreResult<Option<Link>>;
-    /// Replaces a link that exists (same code, same account, same created_at).
-    async fn update_link(&self, link: &Link) -> StoreResult<()>;
+    /// Replaces a link that exists (same code, account, created_at), with the
+    /// deliveries the change owes, in one batch.
+    async fn update_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()>;
+    /// Links whose `expires_at` is at or before `until` and whose `link.expired`
+    /// has not been written yet, soonest first.
+    async fn due_expiries(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Link>>;
+    /// Records that the link's expiry fired, with its deliveries, once.
+    async fn mark_expired(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()>;
     /// Removes the link, its place in the account's listing, its counter and clicks.
     async fn delete_link(&self, link: &Link) -> StoreResult<()>;
     /// The account's links, newest first.
@@ -71,7 +85,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<Link>>;
 
     /// Writes clicks and counter increments as one durable batch.
-    async fn record_clicks(&self, batch: ClickBatch) -> StoreResult<()>;
+    async fn record_clicks(&self, batch: &ClickBatch) -> StoreResult<()>;
     async fn click_count(&self, code: &str) -> StoreResult<u64>;
     /// The link's clicks, newest first.
     async fn list_clicks(
@@ -89,6 +103,32 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         cursor: Option<&str>,
     ) -> StoreResult<Page<Incident>>;
+
+    async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
+    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
+    /// Removes the endpoint, its outbox and its attempts log.
+    async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
+    async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>>;
+    /// The account's endpoints, oldest first (a handful at most).
+    async fn list_endpoints(&self, account: AccountId) -> StoreResult<Vec<Endpoint>>;
+    async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>>;
+
+    /// Writes deliveries, replacing any earlier version of the same rows.
+    async fn upsert_deliveries(&self, deliveries: &[Delivery]) -> StoreResult<()>;
+    /// The endpoint's pending deliveries, soonest due first.
+    async fn due_deliveries(&self, endpoint: Uuid, limit: usize) -> StoreResult<Vec<Delivery>>;
+    async fn get_delivery(&self, endpoint: Uuid, event_id: Uuid)
+    -> StoreResult<Option<Delivery>>;
+    /// Records attempts and what they did to their outbox rows, in one batch.
+    async fn save_outcomes(&self, outcomes: &[(Attempt, DeliveryUpdate)]) -> StoreResult<()>;
+    /// The endpoint's attempts log, newest first, optionally by status.
+    async fn list_attempts(
+        &self,
+        endpoint: Uuid,
+        status: Option<AttemptStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> StoreResult<Page<Attempt>>;
 
     /// Makes everything written so far durable on disk (graceful shutdown).
     async fn flush(&self) -> StoreResult<()>;

@@ -1,0 +1,393 @@
+//! `/v1/webhooks`: endpoints (create, list, read, change, delete), secret
+//! rotation, test events, the attempts log and retries of failed deliveries.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use chrono::{Duration, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    JsonBody, SharedState,
+    auth::Caller,
+    error::{ApiError, ApiResult},
+    links::PageParams,
+};
+use crate::{
+    domain::{AccountId, AttemptStatus, Endpoint, Secret},
+    events::{Event, EventType},
+    webhooks::{
+        delivery,
+        endpoint::{EndpointMsg, RetryError},
+        signer,
+        supervisor::SupervisorMsg,
+        target,
+    },
+};
+
+/// How long a rotated-out secret keeps signing.
+const ROTATION_OVERLAP_HOURS: i64 = 24;
+const MAX_RATE_LIMIT: u32 = 100_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    url: String,
+    events: Vec<String>,
+    rate_limit_per_sec: Option<u32>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPatch {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    enabled: Option<bool>,
+    rate_limit_per_sec: Option<u32>,
+    description: Option<String>,
+}
+
+fn stamp(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn endpoint_json(e: &Endpoint) -> Value {
+    json!({
+        "id": e.id,
+        "url": e.url,
+        "events": e.events,
+        "enabled": e.enabled,
+        "disabled_reason": e.disabled_reason,
+        "rate_limit_per_sec": e.rate_limit_per_sec,
+        "description": e.description,
+        "created_at": stamp(e.created_at),
+        "updated_at": stamp(e.updated_at),
+    })
+}
+
+fn with_secret(e: &Endpoint, secret: &str) -> Value {
+    let mut body = endpoint_json(e);
+    body["secret"] = json!(secret);
+    body
+}
+
+fn check_events(events: &[String]) -> ApiResult<()> {
+    if events.is_empty() {
+        return Err(ApiError::validation(
+            "events",
+            "events must list event types or be [\"*\"]",
+        ));
+    }
+    for name in events {
+        if name != "*" && EventType::parse(name).is_none() {
+            return Err(ApiError::validation(
+                "events",
+                format!(
+                    "unknown event type {name:?}; known: link.clicked, link.created, link.updated, link.expired, webhook.test, or \"*\""
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_rate(rate: u32) -> ApiResult<()> {
+    if (1..=MAX_RATE_LIMIT).contains(&rate) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "rate_limit_per_sec",
+            format!("rate_limit_per_sec must be from 1 to {MAX_RATE_LIMIT}"),
+        ))
+    }
+}
+
+fn check_description(description: &str) -> ApiResult<()> {
+    if description.chars().count() > 500 {
+        return Err(ApiError::validation(
+            "description",
+            "description must be at most 500 characters",
+        ));
+    }
+    Ok(())
+}
+
+async fn check_url(state: &SharedState, url: &str) -> ApiResult<()> {
+    target::check(url, state.config.webhooks.allow_private_targets)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::validation("url", e.to_string()))
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    id.parse().map_err(|_| ApiError::not_found("webhook endpoint"))
+}
+
+async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<Endpoint> {
+    match state.store.get_endpoint(parse_id(id)?).await? {
+        Some(e) if e.account_id == account => Ok(e),
+        _ => Err(ApiError::not_found("webhook endpoint")),
+    }
+}
+
+fn upsert(state: &SharedState, endpoint: &Endpoint) {
+    let _ = state
+        .webhooks
+        .cast(SupervisorMsg::Upsert(Box::new(endpoint.clone())));
+}
+
+pub async fn create(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    JsonBody(body): JsonBody<NewEndpoint>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_events(&body.events)?;
+    let rate = body
+        .rate_limit_per_sec
+        .unwrap_or(state.config.webhooks.default_rate_limit_per_sec);
+    check_rate(rate)?;
+    check_description(&body.description)?;
+    check_url(&state, &body.url).await?;
+    // Counting and inserting take turns, so two creates cannot both slip under the limit.
+    let _turn = state.endpoint_creation.lock().await;
+    let max = state.config.webhooks.max_endpoints_per_account;
+    if state.store.list_endpoints(account).await?.len() >= max as usize {
+        return Err(ApiError::conflict(
+            None,
+            format!("an account may have at most {max} webhook endpoints; delete one first"),
+        ));
+    }
+    let now = Utc::now();
+    let secret = signer::new_secret();
+    let endpoint = Endpoint {
+        id: Uuid::now_v7(),
+        account_id: account,
+        url: body.url,
+        events: body.events,
+        enabled: true,
+        disabled_reason: None,
+        rate_limit_per_sec: rate,
+        description: body.description,
+        secrets: vec![Secret {
+            value: secret.clone(),
+            expires_at: None,
+        }],
+        created_at: now,
+        updated_at: now,
+        failed_streak: 0,
+    };
+    state.store.insert_endpoint(&endpoint).await?;
+    upsert(&state, &endpoint);
+    Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
+}
+
+pub async fn list(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+) -> ApiResult<Json<Value>> {
+    let endpoints = state.store.list_endpoints(account).await?;
+    let items: Vec<Value> = endpoints.iter().map(endpoint_json).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": null })))
+}
+
+pub async fn read(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(endpoint_json(&owned(&state, account, &id).await?)))
+}
+
+pub async fn update(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<EndpointPatch>,
+) -> ApiResult<Json<Value>> {
+    if let Some(events) = &patch.events {
+        check_events(events)?;
+    }
+    if let Some(rate) = patch.rate_limit_per_sec {
+        check_rate(rate)?;
+    }
+    if let Some(d) = &patch.description {
+        check_description(d)?;
+    }
+    if let Some(url) = &patch.url {
+        check_url(&state, url).await?;
+    }
+    let mut endpoint = owned(&state, account, &id).await?;
+    if let Some(url) = patch.url {
+        endpoint.url = url;
+    }
+    if let Some(events) = patch.events {
+        endpoint.events = events;
+    }
+    if let Some(rate) = patch.rate_limit_per_sec {
+        endpoint.rate_limit_per_sec = rate;
+    }
+    if let Some(description) = patch.description {
+        endpoint.description = description;
+    }
+    if let Some(enabled) = patch.enabled {
+        if enabled && !endpoint.enabled {
+            endpoint.disabled_reason = None;
+            endpoint.failed_streak = 0;
+        }
+        if !enabled && endpoint.enabled {
+            endpoint.disabled_reason = Some("disabled through the API".into());
+        }
+        endpoint.enabled = enabled;
+    }
+    endpoint.updated_at = Utc::now();
+    state.store.update_endpoint(&endpoint).await?;
+    upsert(&state, &endpoint);
+    Ok(Json(endpoint_json(&endpoint)))
+}
+
+pub async fn delete(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let endpoint = owned(&state, account, &id).await?;
+    // The actor stops first, so it cannot write outcomes for rows we delete.
+    ractor::call!(state.webhooks, SupervisorMsg::Remove, endpoint.id)
+        .map_err(|e| ApiError::internal(format!("stopping the endpoint actor: {e}")))?;
+    state.directory.remove(endpoint.account_id, endpoint.id);
+    state.store.delete_endpoint(&endpoint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rotate_secret(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let mut endpoint = owned(&state, account, &id).await?;
+    let now = Utc::now();
+    let overlap_end = now + Duration::hours(ROTATION_OVERLAP_HOURS);
+    let secret = signer::new_secret();
+    let mut secrets = vec![Secret {
+        value: secret.clone(),
+        expires_at: None,
+    }];
+    secrets.extend(
+        endpoint
+            .secrets
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|at| at > now))
+            .map(|s| Secret {
+                value: s.value.clone(),
+                expires_at: Some(s.expires_at.map_or(overlap_end, |at| at.min(overlap_end))),
+            }),
+    );
+    endpoint.secrets = secrets;
+    endpoint.updated_at = now;
+    state.store.update_endpoint(&endpoint).await?;
+    upsert(&state, &endpoint);
+    let mut body = with_secret(&endpoint, &secret);
+    body["previous_secret_expires_at"] = json!(stamp(overlap_end));
+    Ok(Json(body))
+}
+
+pub async fn send_test(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let endpoint = owned(&state, account, &id).await?;
+    let event = Event::webhook_test(account, endpoint.id);
+    let row = delivery(endpoint.id, &event);
+    state.store.upsert_deliveries(std::slice::from_ref(&row)).await?;
+    state.fanout.committed(event.clone(), vec![row]);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "event_id": event.id, "type": "webhook.test" })),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct DeliveryParams {
+    status: Option<String>,
+    #[serde(flatten)]
+    page: PageParams,
+}
+
+pub async fn deliveries(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    Query(params): Query<DeliveryParams>,
+) -> ApiResult<Json<Value>> {
+    let endpoint = owned(&state, account, &id).await?;
+    let status = match params.status.as_deref() {
+        None => None,
+        Some(s) => Some(AttemptStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_parameter("status", "status must be pending, succeeded or failed")
+        })?),
+    };
+    let page = state
+        .store
+        .list_attempts(
+            endpoint.id,
+            status,
+            params.page.limit()?,
+            params.page.cursor.as_deref(),
+        )
+        .await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|a| {
+            json!({
+                "event_id": a.event_id,
+                "type": a.event_type,
+                "attempt": a.attempt,
+                "status": a.status,
+                "status_code": a.status_code,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+                "next_attempt_at": a.next_attempt_at.map(stamp),
+                "at": stamp(a.at),
+                "response_body": a.response_body,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+}
+
+pub async fn retry(
+    Caller(account): Caller,
+    State(state): State<SharedState>,
+    Path((id, event_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let endpoint = owned(&state, account, &id).await?;
+    let event_id: Uuid = event_id
+        .parse()
+        .map_err(|_| ApiError::not_found("delivery"))?;
+    let handle = state
+        .directory
+        .handle(account, endpoint.id)
+        .and_then(|h| h.actor.read().ok().and_then(|a| a.clone()))
+        .ok_or_else(|| {
+            ApiError::conflict(None, "the endpoint is disabled; enable it to retry deliveries")
+        })?;
+    let result = ractor::call!(handle, EndpointMsg::Retry, event_id)
+        .map_err(|e| ApiError::internal(format!("endpoint actor unavailable: {e}")))?;
+    match result {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "event_id": event_id, "status": "pending" })),
+        )),
+        Err(RetryError::NotFound) => Err(ApiError::not_found("delivery")),
+        Err(e @ RetryError::NotFailed) => Err(ApiError::conflict(None, e.to_string())),
+        Err(RetryError::Store(e)) => Err(ApiError::unavailable(e)),
+    }
+}

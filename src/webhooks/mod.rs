@@ -1,0 +1,233 @@
+//! Webhook delivery: every event becomes one outbox row per subscribed
+//! endpoint, written in the same store batch as the change that caused it, then
+//! handed to that endpoint's actor.
+//!
+//! - [`WebhookDirectory`]: which endpoints want which events; routes deliveries.
+//! - [`endpoint`]: the per-endpoint actor (rate limit, in-flight cap, timers).
+//! - [`supervisor`]: starts, follows and restarts endpoint actors.
+//! - [`policy`]: retry schedule and outcome rules, pure.
+//! - [`signer`]: signatures, pure. [`client`]: outbound HTTP. [`target`]: SSRF rules.
+//!
+//! Bounds, said out loud: an endpoint holds at most [`endpoint::MEMORY_CAP`]
+//! deliveries in memory and its mailbox at most [`MAILBOX_CAP`]; past either,
+//! deliveries stay only in the outbox (they are already durable there) and the
+//! actor reloads them from the store when it has room.
+
+pub mod client;
+pub mod endpoint;
+pub mod policy;
+pub mod signer;
+pub mod supervisor;
+pub mod target;
+
+use std::sync::{
+    Arc, Mutex, RwLock,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+};
+
+use chrono::Utc;
+use ractor::ActorRef;
+use uuid::Uuid;
+
+use crate::{
+    domain::{AccountId, Delivery, DeliveryStatus, Endpoint},
+    events::{Event, EventBus},
+};
+use endpoint::EndpointMsg;
+
+/// Deliveries queued in one endpoint's mailbox before new ones are left in the outbox.
+pub const MAILBOX_CAP: usize = 16_384;
+
+/// What routing needs of an endpoint; shared by the directory and its actor.
+pub struct EndpointHandle {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    subscription: RwLock<Subscription>,
+    pub(crate) actor: RwLock<Option<ActorRef<EndpointMsg>>>,
+    /// Deliveries cast to the actor and not yet taken in.
+    pub(crate) queued: AtomicUsize,
+    /// Some deliveries live only in the outbox: the actor must reload.
+    pub(crate) spilled: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Subscription {
+    events: Vec<String>,
+    enabled: bool,
+}
+
+impl EndpointHandle {
+    fn wants(&self, event_type: &str) -> bool {
+        let s = self
+            .subscription
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        s.enabled && s.events.iter().any(|e| e == "*" || e == event_type)
+    }
+
+    fn actor(&self) -> Option<ActorRef<EndpointMsg>> {
+        self.actor
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_actor(&self, actor: Option<ActorRef<EndpointMsg>>) {
+        *self
+            .actor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
+    }
+
+    /// Hands durable deliveries to the actor, or leaves them in the outbox when
+    /// its mailbox is full or it is not running.
+    fn hand_over(&self, deliveries: Vec<Delivery>) {
+        let n = deliveries.len();
+        let actor = self.actor();
+        match actor {
+            Some(actor) if self.queued.load(Ordering::Acquire) + n <= MAILBOX_CAP => {
+                self.queued.fetch_add(n, Ordering::AcqRel);
+                if actor.cast(EndpointMsg::Deliver(deliveries)).is_err() {
+                    self.queued.fetch_sub(n, Ordering::AcqRel);
+                    self.spilled.store(true, Ordering::Release);
+                }
+            }
+            _ => {
+                self.spilled.store(true, Ordering::Release);
+                metrics::counter!(crate::metrics::WEBHOOK_SPILLED).increment(n as u64);
+                if let Some(actor) = self.actor() {
+                    let _ = actor.cast(EndpointMsg::Pump);
+                }
+            }
+        }
+    }
+}
+
+/// Which endpoints exist, per account, and the way to their actors.
+#[derive(Default)]
+pub struct WebhookDirectory {
+    by_account: papaya::HashMap<AccountId, Arc<[Arc<EndpointHandle>]>>,
+    pub(crate) by_id: papaya::HashMap<Uuid, Arc<EndpointHandle>>,
+    /// Writers (API changes) take turns; readers never wait.
+    writer: Mutex<()>,
+}
+
+impl WebhookDirectory {
+    pub fn handle(&self, account: AccountId, id: Uuid) -> Option<Arc<EndpointHandle>> {
+        self.by_account
+            .pin()
+            .get(&account)?
+            .iter()
+            .find(|h| h.id == id)
+            .cloned()
+    }
+
+    /// Adds the endpoint or updates what it subscribes to; returns its handle.
+    pub fn upsert(&self, endpoint: &Endpoint) -> Arc<EndpointHandle> {
+        let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let subscription = Subscription {
+            events: endpoint.events.clone(),
+            enabled: endpoint.enabled,
+        };
+        if let Some(handle) = self.handle(endpoint.account_id, endpoint.id) {
+            *handle
+                .subscription
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = subscription;
+            return handle;
+        }
+        let handle = Arc::new(EndpointHandle {
+            id: endpoint.id,
+            account_id: endpoint.account_id,
+            subscription: RwLock::new(subscription),
+            actor: RwLock::new(None),
+            queued: AtomicUsize::new(0),
+            spilled: AtomicBool::new(false),
+        });
+        let map = self.by_account.pin();
+        let mut handles: Vec<_> = map
+            .get(&endpoint.account_id)
+            .map(|h| h.to_vec())
+            .unwrap_or_default();
+        handles.push(handle.clone());
+        map.insert(endpoint.account_id, handles.into());
+        self.by_id.pin().insert(endpoint.id, handle.clone());
+        handle
+    }
+
+    pub fn remove(&self, account: AccountId, id: Uuid) -> Option<Arc<EndpointHandle>> {
+        let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.by_account.pin();
+        let handles = map.get(&account)?;
+        let removed = handles.iter().find(|h| h.id == id).cloned();
+        let rest: Vec<_> = handles.iter().filter(|h| h.id != id).cloned().collect();
+        map.insert(account, rest.into());
+        self.by_id.pin().remove(&id);
+        removed
+    }
+
+    /// One pending delivery per enabled endpoint of the account that wants this event.
+    pub fn deliveries_for(&self, event: &Event) -> Vec<Delivery> {
+        let map = self.by_account.pin();
+        let Some(handles) = map.get(&event.account_id) else {
+            return Vec::new();
+        };
+        handles
+            .iter()
+            .filter(|h| h.wants(event.event_type.as_str()))
+            .map(|h| delivery(h.id, event))
+            .collect()
+    }
+
+    /// Hands durable deliveries to their endpoints' actors.
+    pub fn dispatch(&self, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut by_endpoint: std::collections::HashMap<Uuid, Vec<Delivery>> = Default::default();
+        for d in deliveries {
+            by_endpoint.entry(d.endpoint_id).or_default().push(d);
+        }
+        let by_id = self.by_id.pin();
+        for (endpoint, batch) in by_endpoint {
+            // A deleted endpoint: its outbox went with it.
+            if let Some(handle) = by_id.get(&endpoint) {
+                handle.hand_over(batch);
+            }
+        }
+    }
+}
+
+/// The outbox row for `event` owed to `endpoint`, due now.
+pub fn delivery(endpoint: Uuid, event: &Event) -> Delivery {
+    Delivery {
+        endpoint_id: endpoint,
+        event_id: event.id,
+        event_type: event.event_type.as_str().to_string(),
+        body: String::from_utf8_lossy(&event.body).into_owned(),
+        created_at: Utc::now(),
+        attempts: 0,
+        first_attempt_at: None,
+        next_attempt_at: event.timestamp,
+        status: DeliveryStatus::Pending,
+    }
+}
+
+/// How a producer turns an event into deliveries and, once they are durable,
+/// sends them on: `prepare`, write with the change, then `committed`.
+#[derive(Clone)]
+pub struct Fanout {
+    pub directory: Arc<WebhookDirectory>,
+    pub bus: EventBus,
+}
+
+impl Fanout {
+    pub fn prepare(&self, event: &Event) -> Vec<Delivery> {
+        self.directory.deliveries_for(event)
+    }
+
+    pub fn committed(&self, event: Event, deliveries: Vec<Delivery>) {
+        self.directory.dispatch(deliveries);
+        self.bus.publish(event);
+    }
+}

@@ -1,0 +1,150 @@
+//! Delivery policy, pure: what an attempt's result means, and when the next
+//! attempt is due.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// How an attempt ended, as metrics and the attempts log name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Success,
+    HttpError,
+    RateLimited,
+    Timeout,
+    ConnectError,
+}
+
+impl OutcomeKind {
+    pub const ALL: [OutcomeKind; 5] = [
+        OutcomeKind::Success,
+        OutcomeKind::HttpError,
+        OutcomeKind::RateLimited,
+        OutcomeKind::Timeout,
+        OutcomeKind::ConnectError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Success => "success",
+            OutcomeKind::HttpError => "http_error",
+            OutcomeKind::RateLimited => "rate_limited",
+            OutcomeKind::Timeout => "timeout",
+            OutcomeKind::ConnectError => "connect_error",
+        }
+    }
+
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            200..=299 => OutcomeKind::Success,
+            429 => OutcomeKind::RateLimited,
+            _ => OutcomeKind::HttpError,
+        }
+    }
+}
+
+/// When the next attempt is due after `attempts_made` failed attempts, or `None`
+/// when the schedule is exhausted. Offsets count from the first attempt;
+/// `jitter_unit` in [-1, 1] scales `jitter`; a later `Retry-After` wins.
+pub fn next_attempt_at(
+    schedule: &[Duration],
+    jitter: f64,
+    jitter_unit: f64,
+    first_attempt_at: DateTime<Utc>,
+    attempts_made: u32,
+    retry_after: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let offset = *schedule.get(attempts_made.checked_sub(1)? as usize)?;
+    let factor = (1.0 + jitter * jitter_unit.clamp(-1.0, 1.0)).max(0.0);
+    let jittered = offset.mul_f64(factor);
+    let mut at = first_attempt_at + chrono::Duration::from_std(jittered).ok()?;
+    if at < now {
+        at = now;
+    }
+    if let Some(wait) = retry_after {
+        let asked = now + chrono::Duration::from_std(wait).ok()?;
+        if asked > at {
+            at = asked;
+        }
+    }
+    Some(at)
+}
+
+/// The longest `Retry-After` honoured; beyond it the schedule decides.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).single().unwrap()
+    }
+
+    const SCHEDULE: [Duration; 3] = [
+        Duration::from_secs(60),
+        Duration::from_secs(300),
+        Duration::from_secs(900),
+    ];
+
+    #[test]
+    fn offsets_count_from_the_first_attempt() {
+        let first = t(0);
+        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 1, None, t(1)), Some(t(60)));
+        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(61)), Some(t(300)));
+        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 3, None, t(301)), Some(t(900)));
+        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 4, None, t(901)), None);
+        // An attempt that ran late does not schedule the next one in the past.
+        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(400)), Some(t(400)));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let early = next_attempt_at(&SCHEDULE, 0.1, -1.0, t(0), 1, None, t(0)).unwrap();
+        let late = next_attempt_at(&SCHEDULE, 0.1, 1.0, t(0), 1, None, t(0)).unwrap();
+        assert_eq!(early, t(54));
+        assert_eq!(late, t(66));
+    }
+
+    #[test]
+    fn a_later_retry_after_wins_an_earlier_one_does_not() {
+        let later = next_attempt_at(&SCHEDULE, 0.0, 0.0, t(0), 1, Some(Duration::from_secs(120)), t(1));
+        assert_eq!(later, Some(t(121)));
+        let sooner = next_attempt_at(&SCHEDULE, 0.0, 0.0, t(0), 1, Some(Duration::from_secs(5)), t(1));
+        assert_eq!(sooner, Some(t(60)));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 20, 0, 0).unwrap();
+        assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after("Sun, 29 Nov 2026 20:01:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("99999999", now), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn statuses_classify() {
+        assert_eq!(OutcomeKind::of_status(204), OutcomeKind::Success);
+        assert_eq!(OutcomeKind::of_status(429), OutcomeKind::RateLimited);
+        assert_eq!(OutcomeKind::of_status(500), OutcomeKind::HttpError);
+        assert_eq!(OutcomeKind::of_status(301), OutcomeKind::HttpError);
+    }
+}

@@ -1,0 +1,127 @@
+//! Which endpoint URLs may be called: `http`/`https` with a host, and unless
+//! `webhooks.allow_private_targets`, only public addresses. Checked when an
+//! endpoint is created or changed, and again at every connect (DNS rebinding).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use http::Uri;
+
+/// An address no webhook may reach unless private targets are allowed.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_v4(v4);
+            }
+            let s = v6.segments();
+            let embedded =
+                || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+            // NAT64 (64:ff9b::/96) and IPv4-compatible (::a.b.c.d, which also
+            // covers :: and ::1) carry an IPv4 address: judge that one.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) || s[..6] == [0; 6] {
+                return forbidden_v4(embedded());
+            }
+            v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0 // "this network"
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64.0.0/10
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || o[0] >= 240 // reserved
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("url must be an absolute http or https URL with a host")]
+    NotHttp,
+    #[error("url host {0} is a private, loopback or otherwise non-public address")]
+    Private(String),
+    #[error("url host {0} does not resolve")]
+    Unresolvable(String),
+}
+
+/// Checks an endpoint URL at creation or change, resolving its host.
+pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
+    let uri: Uri = url.parse().map_err(|_| TargetError::NotHttp)?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(TargetError::NotHttp),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or(TargetError::NotHttp)?;
+    if url.len() > 2048 {
+        return Err(TargetError::NotHttp);
+    }
+    if allow_private {
+        return Ok(uri);
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return if is_forbidden(ip) {
+            Err(TargetError::Private(host.to_string()))
+        } else {
+            Ok(uri)
+        };
+    }
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addrs: Vec<_> = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|_| TargetError::Unresolvable(host.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(TargetError::Unresolvable(host.to_string()));
+    }
+    if addrs.iter().any(|a| is_forbidden(a.ip())) {
+        return Err(TargetError::Private(host.to_string()));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_ranges_are_forbidden() {
+        for ip in [
+            "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254",
+            "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::",
+            "fd00::1", "fe80::1", "ff02::1", "::ffff:10.0.0.1", "::ffff:127.0.0.1",
+            "64:ff9b::a00:1", "198.18.0.1", "240.0.0.1",
+        ] {
+            assert!(is_forbidden(ip.parse().unwrap()), "{ip} should be forbidden");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "100.128.0.1"] {
+            assert!(!is_forbidden(ip.parse().unwrap()), "{ip} should be allowed");
+        }
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked() {
+        assert_eq!(check("ftp://example.com", false).await, Err(TargetError::NotHttp));
+        assert_eq!(check("/hook", false).await, Err(TargetError::NotHttp));
+        assert!(matches!(check("http://127.0.0.1:9/x", false).await, Err(TargetError::Private(_))));
+        assert!(matches!(check("http://[::1]/x", false).await, Err(TargetError::Private(_))));
+        // "localhost" resolves to loopback.
+        assert!(matches!(check("http://localhost:8080/x", false).await, Err(TargetError::Private(_))));
+        assert!(check("http://127.0.0.1:9/x", true).await.is_ok());
+        assert!(check("https://93.184.216.34/hook", false).await.is_ok());
+    }
+}
