@@ -33,12 +33,17 @@ fn lookup(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let cache = LinkCache::new(store.clone(), 1 << 20, Duration::from_secs(5));
+    let cache = LinkCache::new(
+        store.clone(),
+        1 << 20,
+        Duration::from_secs(5),
+        "http://b.example",
+    );
     let codes: Vec<String> = (0..10_000).map(|i| format!("c{i:06}")).collect();
     runtime.block_on(async {
         for code in &codes {
             store
-                .insert_link(&link(code.clone()))
+                .insert_link(&link(code.clone()), &[])
                 .await
                 .expect("insert");
             assert!(matches!(cache.lookup(code).await, Ok(Lookup::Found(_))));

@@ -41,6 +41,7 @@ fn main() -> std::process::ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A closed log pipe must not take the server down (the default reports
         // write errors with eprintln!, which panics when stderr is gone).
         .log_internal_errors(false)

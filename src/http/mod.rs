@@ -44,8 +44,8 @@ use crate::{
     store::SharedStore,
     webhooks::{Fanout, WebhookDirectory, supervisor::SupervisorMsg},
 };
-use ractor::ActorRef;
 use error::ApiError;
+use ractor::ActorRef;
 
 /// Everything a handler may touch.
 pub struct AppState {
@@ -86,7 +86,10 @@ pub fn router(state: SharedState) -> Router {
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
-        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/v1/webhooks/{id}/test", post(webhooks::send_test))
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(

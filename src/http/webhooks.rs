@@ -126,7 +126,8 @@ async fn check_url(state: &SharedState, url: &str) -> ApiResult<()> {
 }
 
 fn parse_id(id: &str) -> ApiResult<Uuid> {
-    id.parse().map_err(|_| ApiError::not_found("webhook endpoint"))
+    id.parse()
+        .map_err(|_| ApiError::not_found("webhook endpoint"))
 }
 
 async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<Endpoint> {
@@ -305,7 +306,10 @@ pub async fn send_test(
     let endpoint = owned(&state, account, &id).await?;
     let event = Event::webhook_test(account, endpoint.id);
     let row = delivery(endpoint.id, &event);
-    state.store.upsert_deliveries(std::slice::from_ref(&row)).await?;
+    state
+        .store
+        .upsert_deliveries(std::slice::from_ref(&row))
+        .await?;
     state.fanout.committed(event.clone(), vec![row]);
     Ok((
         StatusCode::ACCEPTED,
@@ -360,7 +364,9 @@ pub async fn deliveries(
             })
         })
         .collect();
-    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+    Ok(Json(
+        json!({ "items": items, "next_cursor": page.next_cursor }),
+    ))
 }
 
 pub async fn retry(
@@ -377,7 +383,10 @@ pub async fn retry(
         .handle(account, endpoint.id)
         .and_then(|h| h.actor.read().ok().and_then(|a| a.clone()))
         .ok_or_else(|| {
-            ApiError::conflict(None, "the endpoint is disabled; enable it to retry deliveries")
+            ApiError::conflict(
+                None,
+                "the endpoint is disabled; enable it to retry deliveries",
+            )
         })?;
     let result = ractor::call!(handle, EndpointMsg::Retry, event_id)
         .map_err(|e| ApiError::internal(format!("endpoint actor unavailable: {e}")))?;

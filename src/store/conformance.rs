@@ -75,8 +75,18 @@ pub async fn accounts_found_by_key_hash(store: SharedStore) {
 pub async fn link_codes_are_unique(store: SharedStore) {
     let a = Uuid::now_v7();
     let b = Uuid::now_v7();
-    assert!(store.insert_link(&link("same", a, 1_000), &[]).await.unwrap());
-    assert!(!store.insert_link(&link("same", b, 2_000), &[]).await.unwrap());
+    assert!(
+        store
+            .insert_link(&link("same", a, 1_000), &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_link(&link("same", b, 2_000), &[])
+            .await
+            .unwrap()
+    );
     let stored = store.get_link("same").await.unwrap().expect("link");
     assert_eq!(stored.account_id, a);
     assert_eq!(store.get_link("other").await.unwrap(), None);
@@ -115,7 +125,12 @@ pub async fn link_update_and_delete(store: SharedStore) {
     let page = store.list_links(a, 10, None).await.unwrap();
     assert!(page.items.is_empty());
     // The code is free again.
-    assert!(store.insert_link(&link("upd", a, 5_000), &[]).await.unwrap());
+    assert!(
+        store
+            .insert_link(&link("upd", a, 5_000), &[])
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn links_list_newest_first_by_account(store: SharedStore) {

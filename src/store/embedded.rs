@@ -8,8 +8,8 @@
 use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
@@ -194,7 +194,11 @@ impl Inner {
     fn put_delivery(&self, batch: &mut fjall::OwnedWriteBatch, d: &Delivery) -> StoreResult<()> {
         self.remove_delivery(batch, d.endpoint_id, d.event_id)?;
         let due = due_millis(d);
-        batch.insert(&self.outbox, outbox_key(d.endpoint_id, due, d.event_id), to_json(d)?);
+        batch.insert(
+            &self.outbox,
+            outbox_key(d.endpoint_id, due, d.event_id),
+            to_json(d)?,
+        );
         batch.insert(
             &self.outbox_index,
             two_ids(d.endpoint_id, d.event_id),
@@ -215,7 +219,10 @@ impl Inner {
                 .as_ref()
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("outbox index".into()))?;
-            batch.remove(&self.outbox, outbox_key(endpoint, u64::from_be_bytes(due), event));
+            batch.remove(
+                &self.outbox,
+                outbox_key(endpoint, u64::from_be_bytes(due), event),
+            );
             batch.remove(&self.outbox_index, index_key);
         }
         Ok(())
@@ -229,7 +236,11 @@ impl Inner {
         // New rows (the common case) have no earlier version to look up.
         for d in deliveries {
             let due = due_millis(d);
-            batch.insert(&self.outbox, outbox_key(d.endpoint_id, due, d.event_id), to_json(d)?);
+            batch.insert(
+                &self.outbox,
+                outbox_key(d.endpoint_id, due, d.event_id),
+                to_json(d)?,
+            );
             batch.insert(
                 &self.outbox_index,
                 two_ids(d.endpoint_id, d.event_id),
@@ -717,7 +728,9 @@ impl Store for EmbeddedStore {
                 cursor.as_deref(),
                 |_, value| {
                     let attempt: Attempt = from_json(value)?;
-                    Ok(status.is_none_or(|st| st == attempt.status).then_some(attempt))
+                    Ok(status
+                        .is_none_or(|st| st == attempt.status)
+                        .then_some(attempt))
                 },
             )
         })

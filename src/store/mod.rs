@@ -117,8 +117,7 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_deliveries(&self, deliveries: &[Delivery]) -> StoreResult<()>;
     /// The endpoint's pending deliveries, soonest due first.
     async fn due_deliveries(&self, endpoint: Uuid, limit: usize) -> StoreResult<Vec<Delivery>>;
-    async fn get_delivery(&self, endpoint: Uuid, event_id: Uuid)
-    -> StoreResult<Option<Delivery>>;
+    async fn get_delivery(&self, endpoint: Uuid, event_id: Uuid) -> StoreResult<Option<Delivery>>;
     /// Records attempts and what they did to their outbox rows, in one batch.
     async fn save_outcomes(&self, outcomes: &[(Attempt, DeliveryUpdate)]) -> StoreResult<()>;
     /// The endpoint's attempts log, newest first, optionally by status.

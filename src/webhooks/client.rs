@@ -120,7 +120,9 @@ impl WebhookClient {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))?
+            .with_provider_and_webpki_roots(
+                Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            )?
             .https_or_http()
             .enable_http1()
             .enable_http2()

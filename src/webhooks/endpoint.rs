@@ -17,8 +17,8 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use rand::Rng;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rand::Rng;
 use uuid::Uuid;
 
 use super::{
@@ -110,7 +110,9 @@ pub struct EndpointState {
 pub struct EndpointActor;
 
 fn limiter(rate: u32) -> governor::DefaultDirectRateLimiter {
-    RateLimiter::direct(Quota::per_second(NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN)))
+    RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN),
+    ))
 }
 
 impl Actor for EndpointActor {
@@ -367,11 +369,20 @@ impl EndpointState {
             }
         };
         put("content-type", "application/json".into());
-        put("user-agent", concat!("relurl-webhooks/", env!("CARGO_PKG_VERSION")).into());
-        put("x-relurl-signature", signer::relurl_signature(&secrets, body));
+        put(
+            "user-agent",
+            concat!("relurl-webhooks/", env!("CARGO_PKG_VERSION")).into(),
+        );
+        put(
+            "x-relurl-signature",
+            signer::relurl_signature(&secrets, body),
+        );
         put("x-relurl-event", delivery.event_type.clone());
         put("x-relurl-event-id", id.clone());
-        put("x-relurl-delivery-attempt", (delivery.attempts + 1).to_string());
+        put(
+            "x-relurl-delivery-attempt",
+            (delivery.attempts + 1).to_string(),
+        );
         put("webhook-id", id.clone());
         put("webhook-timestamp", timestamp.to_string());
         put(
@@ -421,7 +432,11 @@ impl EndpointState {
                     delivery.next_attempt_at = at;
                     self.waiting
                         .insert((at, delivery.event_id), delivery.clone());
-                    (AttemptStatus::Pending, DeliveryUpdate::Save(delivery.clone()), Some(at))
+                    (
+                        AttemptStatus::Pending,
+                        DeliveryUpdate::Save(delivery.clone()),
+                        Some(at),
+                    )
                 }
                 None => {
                     metrics.dead.increment(1);
@@ -432,7 +447,11 @@ impl EndpointState {
                     } else {
                         self.persist_endpoint().await;
                     }
-                    (AttemptStatus::Failed, DeliveryUpdate::Save(delivery.clone()), None)
+                    (
+                        AttemptStatus::Failed,
+                        DeliveryUpdate::Save(delivery.clone()),
+                        None,
+                    )
                 }
             }
         };

@@ -80,7 +80,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let wait = if let Ok(secs) = value.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
-        let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc2822(value)
+            .ok()?
+            .with_timezone(&Utc);
         (at - now).to_std().unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
@@ -104,12 +106,27 @@ mod tests {
     #[test]
     fn offsets_count_from_the_first_attempt() {
         let first = t(0);
-        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 1, None, t(1)), Some(t(60)));
-        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(61)), Some(t(300)));
-        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 3, None, t(301)), Some(t(900)));
-        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 4, None, t(901)), None);
+        assert_eq!(
+            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 1, None, t(1)),
+            Some(t(60))
+        );
+        assert_eq!(
+            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(61)),
+            Some(t(300))
+        );
+        assert_eq!(
+            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 3, None, t(301)),
+            Some(t(900))
+        );
+        assert_eq!(
+            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 4, None, t(901)),
+            None
+        );
         // An attempt that ran late does not schedule the next one in the past.
-        assert_eq!(next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(400)), Some(t(400)));
+        assert_eq!(
+            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(400)),
+            Some(t(400))
+        );
     }
 
     #[test]
@@ -122,9 +139,25 @@ mod tests {
 
     #[test]
     fn a_later_retry_after_wins_an_earlier_one_does_not() {
-        let later = next_attempt_at(&SCHEDULE, 0.0, 0.0, t(0), 1, Some(Duration::from_secs(120)), t(1));
+        let later = next_attempt_at(
+            &SCHEDULE,
+            0.0,
+            0.0,
+            t(0),
+            1,
+            Some(Duration::from_secs(120)),
+            t(1),
+        );
         assert_eq!(later, Some(t(121)));
-        let sooner = next_attempt_at(&SCHEDULE, 0.0, 0.0, t(0), 1, Some(Duration::from_secs(5)), t(1));
+        let sooner = next_attempt_at(
+            &SCHEDULE,
+            0.0,
+            0.0,
+            t(0),
+            1,
+            Some(Duration::from_secs(5)),
+            t(1),
+        );
         assert_eq!(sooner, Some(t(60)));
     }
 

@@ -65,7 +65,10 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
         Some("http") => false,
         _ => return Err(TargetError::NotHttp),
     };
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or(TargetError::NotHttp)?;
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or(TargetError::NotHttp)?;
     if url.len() > 2048 {
         return Err(TargetError::NotHttp);
     }
@@ -101,26 +104,62 @@ mod tests {
     #[test]
     fn private_and_special_ranges_are_forbidden() {
         for ip in [
-            "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::1", "::",
-            "fd00::1", "fe80::1", "ff02::1", "::ffff:10.0.0.1", "::ffff:127.0.0.1",
-            "64:ff9b::a00:1", "198.18.0.1", "240.0.0.1",
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
-            assert!(is_forbidden(ip.parse().unwrap()), "{ip} should be forbidden");
+            assert!(
+                is_forbidden(ip.parse().unwrap()),
+                "{ip} should be forbidden"
+            );
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "100.128.0.1"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "100.128.0.1",
+        ] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip} should be allowed");
         }
     }
 
     #[tokio::test]
     async fn urls_are_checked() {
-        assert_eq!(check("ftp://example.com", false).await, Err(TargetError::NotHttp));
+        assert_eq!(
+            check("ftp://example.com", false).await,
+            Err(TargetError::NotHttp)
+        );
         assert_eq!(check("/hook", false).await, Err(TargetError::NotHttp));
-        assert!(matches!(check("http://127.0.0.1:9/x", false).await, Err(TargetError::Private(_))));
-        assert!(matches!(check("http://[::1]/x", false).await, Err(TargetError::Private(_))));
+        assert!(matches!(
+            check("http://127.0.0.1:9/x", false).await,
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            check("http://[::1]/x", false).await,
+            Err(TargetError::Private(_))
+        ));
         // "localhost" resolves to loopback.
-        assert!(matches!(check("http://localhost:8080/x", false).await, Err(TargetError::Private(_))));
+        assert!(matches!(
+            check("http://localhost:8080/x", false).await,
+            Err(TargetError::Private(_))
+        ));
         assert!(check("http://127.0.0.1:9/x", true).await.is_ok());
         assert!(check("https://93.184.216.34/hook", false).await.is_ok());
     }

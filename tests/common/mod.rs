@@ -77,6 +77,17 @@ impl TestServer {
         }
     }
 
+    /// A client for a server running elsewhere (a child process).
+    pub fn attach(addr: SocketAddr) -> TestServer {
+        TestServer {
+            addr,
+            dir: PathBuf::new(),
+            running: None,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            _tmp: None,
+        }
+    }
+
     /// Graceful stop; the data dir stays (owned by whoever created it).
     pub async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
@@ -224,4 +235,24 @@ pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
         })
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .sum()
+}
+
+/// Asks until `check` gives an answer, for state the server settles in the
+/// background (an outcome written after the receiver answered). Gives up after 10 s.
+pub async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(answer) = check().await {
+            return answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,838 @@
+//! Webhook delivery against real HTTP receivers on loopback, with short retry
+//! schedules: filters, wire format, signatures, retries, timeouts, Retry-After,
+//! failed deliveries and the retry API, rate limits, isolation, supervision,
+//! limits, SSRF refusals, rotation, expiry and auto-disable.
+
+mod common;
+#[path = "common/receiver.rs"]
+mod receiver;
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use common::TestServer;
+use hmac::{Hmac, KeyInit, Mac};
+use http::StatusCode;
+use receiver::{Answer, Received, Receiver};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const BASE: &str = "[webhooks]\nallow_private_targets = true\nretry_schedule = [\"200ms\", \"600ms\"]\nretry_jitter = 0.0\ntimeout_ms = 500\n[redirect]\ndurable_ack = true\nflush_interval_ms = 2\n[fraud]\nenabled = false\n";
+
+fn config(webhooks_extra: &str) -> String {
+    BASE.replace("[webhooks]\n", &format!("[webhooks]\n{webhooks_extra}"))
+}
+
+async fn endpoint(server: &TestServer, key: &str, body: Value) -> (String, String) {
+    let reply = server.post("/v1/webhooks", Some(key), body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    (
+        reply.body["id"].as_str().unwrap().to_string(),
+        reply.body["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks both signatures of a delivery against `secret`, computed here.
+fn assert_signed_by(r: &Received, secret: &str) {
+    let expected = format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), &r.body)));
+    let sent = r.header("x-relurl-signature");
+    assert!(
+        sent.split(',').any(|s| s == expected),
+        "{sent} lacks {expected}"
+    );
+
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let id = r.header("webhook-id");
+    let ts = r.header("webhook-timestamp");
+    let mut signed = format!("{id}.{ts}.").into_bytes();
+    signed.extend_from_slice(&r.body);
+    let expected = format!("v1,{}", STANDARD.encode(hmac_sha256(&key, &signed)));
+    let sent = r.header("webhook-signature");
+    assert!(
+        sent.split(' ').any(|s| s == expected),
+        "{sent} lacks {expected}"
+    );
+}
+
+fn types(received: &[Received]) -> Vec<String> {
+    let mut t: Vec<String> = received
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+#[tokio::test]
+async fn events_reach_matching_endpoints_signed_and_in_the_wire_format() {
+    let server = TestServer::start(&format!(
+        "{}[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        config("")
+    ))
+    .await;
+    let key = server.account("acme").await;
+    let (all, every) = (Receiver::start().await, Receiver::start().await);
+    let (clicks, changes) = (Receiver::start().await, Receiver::start().await);
+    let (_, all_secret) = endpoint(
+        &server,
+        &key,
+        json!({"url": all.url("/all"), "events": ["*"]}),
+    )
+    .await;
+    let (clicks_id, clicks_secret) = endpoint(
+        &server,
+        &key,
+        json!({"url": clicks.url("/clicks"), "events": ["link.clicked"]}),
+    )
+    .await;
+    endpoint(
+        &server,
+        &key,
+        json!({"url": changes.url("/changes"), "events": ["link.updated", "link.expired"]}),
+    )
+    .await;
+    // Another account's endpoint sees nothing of this account.
+    let other = server.account("other").await;
+    endpoint(
+        &server,
+        &other,
+        json!({"url": every.url("/other"), "events": ["*"]}),
+    )
+    .await;
+
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com/a", "code": "w1", "tags": ["t1"]}),
+        )
+        .await;
+    let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com/b", "code": "w2", "expires_at": soon}),
+        )
+        .await;
+    server
+        .visit(
+            "/w1?x=1",
+            &[
+                (
+                    "user-agent",
+                    "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+                ),
+                ("x-forwarded-for", "8.8.8.8"),
+                ("referer", "https://t.co/abc"),
+            ],
+        )
+        .await;
+    let patched = server
+        .patch(
+            "/v1/links/w1",
+            Some(&key),
+            json!({"destination": "https://example.org/new"}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let test = server
+        .post(
+            &format!("/v1/webhooks/{clicks_id}/test"),
+            Some(&key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(test.status, StatusCode::ACCEPTED);
+
+    let wait = Duration::from_secs(10);
+    let got_all = all.wait_for(5, wait).await;
+    let got_clicks = clicks.wait_for(2, wait).await;
+    let got_changes = changes.wait_for(2, wait).await;
+    assert_eq!(
+        types(&got_all),
+        [
+            "link.clicked",
+            "link.created",
+            "link.created",
+            "link.expired",
+            "link.updated"
+        ]
+    );
+    assert_eq!(types(&got_clicks), ["link.clicked", "webhook.test"]);
+    assert_eq!(types(&got_changes), ["link.expired", "link.updated"]);
+    assert!(every.received().is_empty());
+
+    for r in &got_all {
+        assert_signed_by(r, &all_secret);
+        let body = r.json();
+        assert_eq!(r.header("content-type"), "application/json");
+        assert_eq!(r.header("x-relurl-event"), body["type"]);
+        assert_eq!(r.header("x-relurl-event-id"), body["event_id"]);
+        assert_eq!(r.header("webhook-id"), body["event_id"]);
+        assert_eq!(r.header("x-relurl-delivery-attempt"), "1");
+        let id = uuid::Uuid::parse_str(body["event_id"].as_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        let ts = body["timestamp"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.contains('.'), "{ts}");
+        let sent_at: i64 = r.header("webhook-timestamp").parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - sent_at).abs() < 30);
+    }
+    for r in &got_clicks {
+        assert_signed_by(r, &clicks_secret);
+    }
+
+    let clicked = got_all
+        .iter()
+        .map(Received::json)
+        .find(|b| b["type"] == "link.clicked")
+        .unwrap();
+    assert_eq!(
+        clicked["data"]["link"],
+        json!({"code": "w1", "short_url": "http://127.0.0.1:8080/w1", "destination": "https://example.com/a", "tags": ["t1"]})
+    );
+    let click = &clicked["data"]["click"];
+    assert_eq!(click["ip"], "8.8.8.8");
+    assert_eq!(click["referrer"], "https://t.co/abc");
+    assert_eq!(click["referrer_host"], "t.co");
+    assert_eq!(click["location"], json!({"country": "US"}));
+    assert_eq!(click["device"], "desktop");
+    assert_eq!(click["browser"], "Firefox");
+    assert_eq!(click["os"], "Linux");
+    assert_eq!(click["is_bot"], false);
+    assert!(click["user_agent"].as_str().unwrap().contains("Firefox"));
+
+    let updated = got_changes
+        .iter()
+        .map(Received::json)
+        .find(|b| b["type"] == "link.updated")
+        .unwrap();
+    assert_eq!(
+        updated["data"]["changes"],
+        json!([{"field": "destination", "old": "https://example.com/a", "new": "https://example.org/new"}])
+    );
+    assert_eq!(
+        updated["data"]["link"]["destination"],
+        "https://example.org/new"
+    );
+    let expired = got_changes
+        .iter()
+        .map(Received::json)
+        .find(|b| b["type"] == "link.expired")
+        .unwrap();
+    assert_eq!(expired["data"]["link"]["code"], "w2");
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_on_the_schedule_with_the_same_event() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    receiver.script([
+        Answer::Status(500),
+        Answer::Status(500),
+        Answer::Status(200),
+    ]);
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["link.created"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "r"}),
+        )
+        .await;
+
+    let got = receiver.wait_for(3, Duration::from_secs(10)).await;
+    let attempts: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-relurl-delivery-attempt"))
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "body changed between attempts"
+    );
+    assert!(got.iter().all(|r| r.event_id() == got[0].event_id()));
+    // Offsets count from the first attempt: 200 ms, then 600 ms.
+    let second = got[1].at - got[0].at;
+    let third = got[2].at - got[0].at;
+    assert!(
+        second >= Duration::from_millis(190) && second < Duration::from_millis(450),
+        "{second:?}"
+    );
+    assert!(
+        third >= Duration::from_millis(590) && third < Duration::from_millis(900),
+        "{third:?}"
+    );
+
+    // The attempts log tells the same story.
+    let log = server
+        .get(&format!("/v1/webhooks/{id}/deliveries"), Some(&key))
+        .await;
+    let items = log.body["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(items[0]["status"], "succeeded");
+    assert_eq!(items[0]["attempt"], 3);
+    assert_eq!(items[0]["status_code"], 200);
+    assert_eq!(items[2]["status"], "pending");
+    assert_eq!(items[2]["status_code"], 500);
+    assert!(items[2]["next_attempt_at"].is_string());
+    assert_eq!(items[2]["type"], "link.created");
+}
+
+#[tokio::test]
+async fn a_receiver_slower_than_the_timeout_is_retried() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Slow(Duration::from_millis(1500))]);
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["*"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "slow"}),
+        )
+        .await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].header("x-relurl-delivery-attempt"), "2");
+    assert_eq!(got[0].event_id(), got[1].event_id());
+    let log = server
+        .get(
+            &format!("/v1/webhooks/{id}/deliveries?status=pending"),
+            Some(&key),
+        )
+        .await;
+    let error = log.body["items"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("500 ms"), "{:?}", log.body);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_respected() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::RetryAfter(429, 1)]);
+    endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["*"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "ra"}),
+        )
+        .await;
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    let gap = got[1].at - got[0].at;
+    // The schedule alone would retry after 200 ms; the receiver asked for 1 s.
+    assert!(gap >= Duration::from_millis(990), "{gap:?}");
+}
+
+#[tokio::test]
+async fn exhausted_deliveries_fail_and_the_retry_api_delivers_them() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::Status(503));
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["link.created"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "dead"}),
+        )
+        .await;
+    let got = receiver.wait_for(3, Duration::from_secs(10)).await;
+    let event_id = got[0].event_id();
+
+    // The third attempt was the last: the delivery is failed.
+    let path = format!("/v1/webhooks/{id}/deliveries?status=failed");
+    let failed = common::eventually(|| async {
+        let reply = server.get(&path, Some(&key)).await;
+        (!reply.body["items"].as_array().unwrap().is_empty()).then_some(reply)
+    })
+    .await;
+    assert_eq!(failed.body["items"][0]["event_id"], event_id.as_str());
+    assert_eq!(failed.body["items"][0]["attempt"], 3);
+
+    receiver.answer_by_default(Answer::Status(200));
+    let retry = server
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/{event_id}/retry"),
+            Some(&key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{:?}", retry.body);
+    let got = receiver.wait_for(4, Duration::from_secs(10)).await;
+    assert_eq!(got[3].event_id(), event_id);
+    assert_eq!(got[3].header("x-relurl-delivery-attempt"), "4");
+    assert_eq!(got[3].body, got[0].body);
+
+    let again = server
+        .post(
+            &format!("/v1/webhooks/{id}/deliveries/{event_id}/retry"),
+            Some(&key),
+            json!({}),
+        )
+        .await;
+    assert!(
+        again.status == StatusCode::NOT_FOUND || again.status == StatusCode::CONFLICT,
+        "{:?}",
+        again.status
+    );
+    let unknown = server
+        .post(
+            &format!(
+                "/v1/webhooks/{id}/deliveries/{}/retry",
+                uuid::Uuid::now_v7()
+            ),
+            Some(&key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_rate_limit_spaces_deliveries_and_all_arrive() {
+    let server = Arc::new(TestServer::start(&config("")).await);
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["link.clicked"], "rate_limit_per_sec": 20}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "rl"}),
+        )
+        .await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                server.visit("/rl", &[]).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = receiver.wait_for(100, Duration::from_secs(20)).await;
+    let ids: BTreeSet<String> = got.iter().map(Received::event_id).collect();
+    assert_eq!(ids.len(), 100);
+    // 20/s with a burst of 20: the last of 100 cannot come before 4 s.
+    let span = got[99].at - got[0].at;
+    assert!(
+        span >= Duration::from_millis(3800),
+        "100 deliveries in {span:?}"
+    );
+    let first_second = got
+        .iter()
+        .filter(|r| r.at - got[0].at < Duration::from_secs(1))
+        .count();
+    assert!(first_second <= 41, "{first_second} in the first second");
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_does_not_slow_a_healthy_one() {
+    let server = Arc::new(TestServer::start(&config("")).await);
+    let key = server.account("acme").await;
+    let healthy = Receiver::start().await;
+    // A port nobody listens on: connection refused, retries pile up.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (dead_id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": format!("http://{closed}/"), "events": ["link.clicked"]}),
+    )
+    .await;
+    endpoint(
+        &server,
+        &key,
+        json!({"url": healthy.url("/"), "events": ["link.clicked"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "iso"}),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        server.visit("/iso", &[]).await;
+    }
+    healthy.wait_for(50, Duration::from_secs(5)).await;
+    let elapsed = started.elapsed();
+    let log = server
+        .get(&format!("/v1/webhooks/{dead_id}/deliveries"), Some(&key))
+        .await;
+    let items = log.body["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(
+        items
+            .iter()
+            .all(|a| a["status_code"].is_null() && a["error"].is_string()),
+        "{items:?}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_failed_endpoint_actor_is_restarted_and_its_deliveries_arrive() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::Status(500)]);
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["link.created"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "boom"}),
+        )
+        .await;
+    let first = receiver.wait_for(1, Duration::from_secs(5)).await;
+    // A retry is pending in the actor when it fails.
+    let directory = &server.running.as_ref().unwrap().directory;
+    assert!(relurl::webhooks::supervisor::crash_endpoint(
+        directory,
+        id.parse().unwrap()
+    ));
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].event_id(), first[0].event_id());
+    let text = server.metrics_text().await;
+    assert!(common::metric_value(&text, "relurl_webhook_actor_restarts_total", "") >= 1.0);
+    // The restarted actor keeps delivering new events.
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "after"}),
+        )
+        .await;
+    receiver.wait_for(3, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn limits_private_targets_and_bad_input_are_refused() {
+    let server = TestServer::start("[webhooks]\nallow_private_targets = false\n").await;
+    let key = server.account("acme").await;
+    for url in [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:9000/hook",
+        "http://100.64.1.1/",
+        "ftp://93.184.216.34/",
+    ] {
+        let reply = server
+            .post(
+                "/v1/webhooks",
+                Some(&key),
+                json!({"url": url, "events": ["*"]}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.error_field(), "url", "{url}");
+    }
+    let unknown = server
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": "https://93.184.216.34/", "events": ["link.clicked", "link.exploded"]}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        unknown.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("link.exploded")
+    );
+    let rate = server
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": "https://93.184.216.34/", "events": ["*"], "rate_limit_per_sec": 0}),
+        )
+        .await;
+    assert_eq!(rate.error_field(), "rate_limit_per_sec");
+
+    for i in 0..5 {
+        let reply = server
+            .post(
+                "/v1/webhooks",
+                Some(&key),
+                json!({"url": format!("https://93.184.216.34/{i}"), "events": ["*"]}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        assert!(reply.body["secret"].as_str().unwrap().starts_with("whsec_"));
+    }
+    let sixth = server
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": "https://93.184.216.34/6", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(sixth.status, StatusCode::CONFLICT);
+    assert!(
+        sixth.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains('5')
+    );
+    let listed = server.get("/v1/webhooks", Some(&key)).await;
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(
+        items.iter().all(|e| e.get("secret").is_none()),
+        "secrets are shown once"
+    );
+
+    // Another account sees none of them.
+    let other = server.account("other").await;
+    let id = items[0]["id"].as_str().unwrap();
+    assert_eq!(
+        server
+            .get(&format!("/v1/webhooks/{id}"), Some(&other))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .delete(&format!("/v1/webhooks/{id}"), Some(&other))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Deleting one makes room.
+    assert_eq!(
+        server
+            .delete(&format!("/v1/webhooks/{id}"), Some(&key))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let again = server
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": "https://93.184.216.34/7", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn after_rotation_both_secrets_sign() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    let (id, old) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["webhook.test"]}),
+    )
+    .await;
+    let rotated = server
+        .post(
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            Some(&key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let new = rotated.body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    server
+        .post(&format!("/v1/webhooks/{id}/test"), Some(&key), json!({}))
+        .await;
+    let got = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_signed_by(&got[0], &old);
+    assert_signed_by(&got[0], &new);
+    assert_eq!(got[0].header("x-relurl-signature").split(',').count(), 2);
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
+}
+
+#[tokio::test]
+async fn an_endpoint_whose_deliveries_keep_failing_is_disabled() {
+    let no_retries = config("disable_after_failed_deliveries = 3\n").replace(
+        "retry_schedule = [\"200ms\", \"600ms\"]",
+        "retry_schedule = []",
+    );
+    let server = TestServer::start(&no_retries).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(Answer::Status(500));
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["webhook.test"]}),
+    )
+    .await;
+    for _ in 0..3 {
+        server
+            .post(&format!("/v1/webhooks/{id}/test"), Some(&key), json!({}))
+            .await;
+    }
+    receiver.wait_for(3, Duration::from_secs(5)).await;
+    let endpoint = common::eventually(|| async {
+        let reply = server.get(&format!("/v1/webhooks/{id}"), Some(&key)).await;
+        (reply.body["enabled"] == false).then_some(reply.body)
+    })
+    .await;
+    assert!(
+        endpoint["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 deliveries failed")
+    );
+    // Re-enabled, it delivers again.
+    receiver.answer_by_default(Answer::Status(200));
+    let enabled = server
+        .patch(
+            &format!("/v1/webhooks/{id}"),
+            Some(&key),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(enabled.body["disabled_reason"], json!(null));
+    server
+        .post(&format!("/v1/webhooks/{id}/test"), Some(&key), json!({}))
+        .await;
+    receiver.wait_for(4, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn link_expired_fires_once_even_for_links_that_expired_while_down() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["link.expired", "webhook.test"]}),
+    )
+    .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "probe"}),
+        )
+        .await;
+    let mut server = server;
+    server.stop().await;
+    // While the server is down, a link passes its expiry.
+    {
+        use relurl::store::{EmbeddedStore, Store};
+        let store = EmbeddedStore::open(&server.dir).unwrap();
+        let mut link = store.get_link("probe").await.unwrap().unwrap();
+        link.code = "gone-while-down".into();
+        link.expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(5));
+        assert!(store.insert_link(&link, &[]).await.unwrap());
+        store.flush().await.unwrap();
+    }
+    let server = server.restart(&config("")).await;
+    let got = receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].json()["data"]["link"]["code"], "gone-while-down");
+    // Restarting again does not fire it twice: a test event is the barrier.
+    let server = server.restart(&config("")).await;
+    tokio::time::sleep(relurl::expiry::TICK * 2).await;
+    server
+        .post(&format!("/v1/webhooks/{id}/test"), Some(&key), json!({}))
+        .await;
+    let got = receiver
+        .wait_until(Duration::from_secs(5), |r| {
+            r.iter().any(|x| x.json()["type"] == "webhook.test")
+        })
+        .await;
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.json()["type"] == "link.expired")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn webhook_metrics_are_exported() {
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let receiver = Receiver::start().await;
+    let (id, _) = endpoint(
+        &server,
+        &key,
+        json!({"url": receiver.url("/"), "events": ["*"]}),
+    )
+    .await;
+    server
+        .post(&format!("/v1/webhooks/{id}/test"), Some(&key), json!({}))
+        .await;
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    let text = server.metrics_text().await;
+    for name in [
+        "relurl_webhook_deliveries_total",
+        "relurl_webhook_attempt_latency_seconds_bucket",
+        "relurl_webhook_pending_deliveries",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+    assert!(
+        common::metric_value(
+            &text,
+            "relurl_webhook_deliveries_total",
+            "outcome=\"success\""
+        ) >= 1.0
+    );
+}
