@@ -6,7 +6,8 @@
 #
 #   ENDPOINTS=1 load-tests/webhooks.sh      # one endpoint, high rate limit
 #   ENDPOINTS=5 load-tests/webhooks.sh      # five endpoints of one account
-#   CONNECTIONS=8 DURATION=10s ...          # the redirect load
+#   CONNECTIONS=8 DURATION=10s ...          # the redirect load (wrk, as fast as it goes)
+#   RATE=2000 DURATION=10s ...              # paced clicks, for latency below saturation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ ADMIN=loadtest-admin-token
 
 command -v wrk >/dev/null || { echo "load-tests: wrk not found (apt-get install wrk)" >&2; exit 1; }
 echo "load-tests: building release binaries" >&2
-cargo build --release --bin relurl --example sink 2>&1 | tail -1 >&2
+cargo build --release --bin relurl --example sink --example paced_load 2>&1 | tail -1 >&2
 
 DATA=$(mktemp -d)
 cleanup() {
@@ -52,8 +53,14 @@ curl -sf -X POST "http://$RELURL_ADDR/v1/links" -H "Authorization: Bearer $KEY" 
     -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
 curl -sf -X DELETE "http://$SINK_ADDR/stats" >/dev/null
 
-echo "wrk -t2 -c$CONNECTIONS -d$DURATION, $ENDPOINTS endpoint(s), $(nproc) cores"
-wrk -t2 -c"$CONNECTIONS" -d"$DURATION" "http://$RELURL_ADDR/load" | grep -E 'Requests/sec'
+if [[ -n "${RATE:-}" ]]; then
+    # Paced clicks: latency below saturation.
+    echo "paced: $RATE clicks/s for ${DURATION%s} s, $ENDPOINTS endpoint(s), $(nproc) cores"
+    target/release/examples/paced_load "http://$RELURL_ADDR/load" "$RATE" "${DURATION%s}"
+else
+    echo "wrk -t${THREADS:-2} -c$CONNECTIONS -d$DURATION, $ENDPOINTS endpoint(s), $(nproc) cores"
+    wrk -t"${THREADS:-2}" -c"$CONNECTIONS" -d"$DURATION" "http://$RELURL_ADDR/load" | grep -E 'Requests/sec'
+fi
 # Let the backlog drain: wait until the sink has seen every click's delivery.
 CLICKS=$(curl -sf "http://$RELURL_ADDR/v1/links/load" -H "Authorization: Bearer $KEY" | sed -E 's/.*"click_count":([0-9]+).*/\1/')
 WANT=$((CLICKS * ENDPOINTS))

@@ -122,8 +122,16 @@ struct ClickPayload<'a> {
 
 impl Event {
     fn build<D: Serialize>(event_type: EventType, account_id: AccountId, data: D) -> Self {
+        Self::build_at(Utc::now(), event_type, account_id, data)
+    }
+
+    fn build_at<D: Serialize>(
+        timestamp: DateTime<Utc>,
+        event_type: EventType,
+        account_id: AccountId,
+        data: D,
+    ) -> Self {
         let id = Uuid::now_v7();
-        let timestamp = Utc::now();
         let stamp = timestamp.to_rfc3339_opts(SecondsFormat::Millis, true);
         let wire = Wire {
             event_type: event_type.as_str(),
@@ -194,7 +202,8 @@ impl Event {
                 is_bot: click.is_bot,
             },
         };
-        Self::build(EventType::LinkClicked, account_id, data)
+        // A click event is stamped with the moment of the click, not of its batch.
+        Self::build_at(click.at, EventType::LinkClicked, account_id, data)
     }
 
     pub fn webhook_test(account_id: AccountId, endpoint_id: Uuid) -> Self {

@@ -104,6 +104,9 @@ pub struct EndpointState {
     unsaved: Vec<(Attempt, DeliveryUpdate)>,
     saving: bool,
     loading: bool,
+    /// Deliveries settled while a reload was reading the outbox: the reload may
+    /// still have seen their rows, so they must not be taken in again.
+    settled_during_load: HashSet<Uuid>,
     reported_pending: usize,
 }
 
@@ -144,6 +147,7 @@ impl Actor for EndpointActor {
             unsaved: Vec::new(),
             saving: false,
             loading: false,
+            settled_during_load: HashSet::new(),
             reported_pending: 0,
         })
     }
@@ -201,6 +205,9 @@ impl Actor for EndpointActor {
                 }
                 for id in settled {
                     state.in_memory.remove(&id);
+                    if state.loading {
+                        state.settled_during_load.insert(id);
+                    }
                 }
                 state.save(&myself);
             }
@@ -209,8 +216,9 @@ impl Actor for EndpointActor {
                 if deliveries.len() >= limit {
                     state.handle.spilled.store(true, Ordering::Release);
                 }
+                let settled = std::mem::take(&mut state.settled_during_load);
                 for d in deliveries {
-                    if !state.in_memory.contains(&d.event_id) {
+                    if !state.in_memory.contains(&d.event_id) && !settled.contains(&d.event_id) {
                         state.hold(d);
                     }
                 }
