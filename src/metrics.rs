@@ -65,6 +65,13 @@ pub fn install() -> PrometheusHandle {
             // Another recorder (a test harness) may already be installed: keep ours readable.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            // Error series exist from the start, so dashboards show 0, not "no data".
+            for operation in STORE_OPERATIONS {
+                counter!(STORE_ERRORS, "operation" => operation).absolute(0);
+            }
+            for name in [WEBHOOK_SPILLED, EXPIRIES_FIRED, CLICKS_SHED] {
+                counter!(name).absolute(0);
+            }
             handle
         })
         .clone()
@@ -188,6 +195,19 @@ impl Default for RedirectMetrics {
 pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
 }
+
+/// Store operations whose failures are counted (a fixed label set).
+pub const STORE_OPERATIONS: [&str; 9] = [
+    "get_link",
+    "update_link",
+    "record_clicks",
+    "record_incident",
+    "due_deliveries",
+    "save_outcomes",
+    "update_endpoint",
+    "due_expiries",
+    "mark_expired",
+];
 
 pub fn store_error(operation: &'static str) {
     counter!(STORE_ERRORS, "operation" => operation).increment(1);

@@ -1,0 +1,22 @@
+# relurl, built in a Rust image and run from a slim one.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY benches benches
+COPY examples examples
+RUN cargo build --release --locked --bin relurl
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/relurl --create-home relurl
+COPY --from=build /src/target/release/relurl /usr/local/bin/relurl
+COPY config/relurl.toml /etc/relurl/relurl.toml
+USER relurl
+WORKDIR /var/lib/relurl
+ENV RELURL_SERVER__LISTEN=0.0.0.0:8080 \
+    RELURL_STORE__PATH=/var/lib/relurl/data
+EXPOSE 8080
+ENTRYPOINT ["relurl", "serve", "--config", "/etc/relurl/relurl.toml"]
