@@ -229,18 +229,29 @@ impl Event {
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
+    published: [metrics::Counter; 5],
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         Self {
             tx: broadcast::channel(capacity).0,
+            published: EventType::ALL
+                .map(|t| metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "type" => t.as_str())),
         }
     }
 
+    /// Whether anyone in the process listens (producers may skip building events).
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     pub fn publish(&self, event: Event) {
-        metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "type" => event.event_type.as_str())
-            .increment(1);
+        let index = EventType::ALL
+            .iter()
+            .position(|t| *t == event.event_type)
+            .unwrap_or(0);
+        self.published[index].increment(1);
         // Nobody listening is not an error; skip the allocation then.
         if self.tx.receiver_count() > 0 {
             let _ = self.tx.send(Arc::new(event));

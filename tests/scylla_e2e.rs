@@ -24,13 +24,29 @@ async fn a_click_is_stored_and_delivered_and_survives_a_restart() {
     let server = TestServer::start(&config).await;
     let key = server.account("acme").await;
     let sink = receiver::Receiver::start().await;
-    let hook = server.post("/v1/webhooks", Some(&key), json!({"url": sink.url("/"), "events": ["link.clicked"]})).await;
+    let hook = server
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": sink.url("/"), "events": ["link.clicked"]}),
+        )
+        .await;
     assert_eq!(hook.status, StatusCode::CREATED, "{:?}", hook.body);
-    server.link(&key, json!({"destination": "https://example.com/cql", "code": "cql"})).await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com/cql", "code": "cql"}),
+        )
+        .await;
 
-    let visit = server.visit("/cql?from=test", &[("user-agent", "curl/8.5.0")]).await;
+    let visit = server
+        .visit("/cql?from=test", &[("user-agent", "curl/8.5.0")])
+        .await;
     assert_eq!(visit.status, StatusCode::FOUND);
-    assert_eq!(visit.header("location"), Some("https://example.com/cql?from=test"));
+    assert_eq!(
+        visit.header("location"),
+        Some("https://example.com/cql?from=test")
+    );
     let got = sink.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].json()["type"], "link.clicked");
     assert_eq!(got[0].json()["data"]["click"]["is_bot"], true);

@@ -42,15 +42,30 @@ async fn redirects_survive_a_store_outage_and_nothing_queued_is_lost() {
     let server = Arc::new(TestServer::start(&config).await);
     let key = server.account("acme").await;
     let sink = receiver::Receiver::start().await;
-    server.post("/v1/webhooks", Some(&key), json!({"url": sink.url("/"), "events": ["link.clicked"]})).await;
-    server.link(&key, json!({"destination": "https://example.com/up", "code": "up"})).await;
+    server
+        .post(
+            "/v1/webhooks",
+            Some(&key),
+            json!({"url": sink.url("/"), "events": ["link.clicked"]}),
+        )
+        .await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com/up", "code": "up"}),
+        )
+        .await;
     // Warm the cache, and check the pipeline works before the outage.
     assert_eq!(server.visit("/up", &[]).await.status, StatusCode::FOUND);
     sink.wait_for(1, Duration::from_secs(20)).await;
 
     cql_server("stop");
     for _ in 0..50 {
-        assert_eq!(server.visit("/up", &[]).await.status, StatusCode::FOUND, "redirect failed during the outage");
+        assert_eq!(
+            server.visit("/up", &[]).await.status,
+            StatusCode::FOUND,
+            "redirect failed during the outage"
+        );
     }
     let ready = common::eventually(|| async {
         let r = server.get("/readyz", None).await;
@@ -60,18 +75,29 @@ async fn redirects_survive_a_store_outage_and_nothing_queued_is_lost() {
     assert_eq!(ready.body["status"], "not_ready");
     let errors = common::eventually(|| async {
         let text = server.metrics_text().await;
-        let n = common::metric_value(&text, "relurl_store_errors_total", "operation=\"record_clicks\"");
+        let n = common::metric_value(
+            &text,
+            "relurl_store_errors_total",
+            "operation=\"record_clicks\"",
+        );
         (n >= 1.0).then_some(n)
     })
     .await;
     assert!(errors >= 1.0);
     let text = server.metrics_text().await;
-    assert!(common::metric_value(&text, "relurl_clicks_shed_total", "") == 0.0, "50 clicks fit the queue");
+    assert!(
+        common::metric_value(&text, "relurl_clicks_shed_total", "") == 0.0,
+        "50 clicks fit the queue"
+    );
 
     cql_server("start");
     // Everything queued during the outage is written and delivered.
     sink.wait_until(Duration::from_secs(120), |r| {
-        r.iter().map(|x| x.event_id()).collect::<std::collections::BTreeSet<_>>().len() >= 51
+        r.iter()
+            .map(|x| x.event_id())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 51
     })
     .await;
     let count = common::eventually(|| async {

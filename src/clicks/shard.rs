@@ -192,9 +192,17 @@ impl ShardState {
             };
             let click = enrich::enrich(&queued.raw, &self.config.trusted_proxies, &self.config.geo);
             *counts.entry(queued.link.code.clone()).or_default() += 1;
-            let event = Event::link_clicked(queued.link.account_id, &queued.link.summary, &click);
-            deliveries.extend(self.config.fanout.prepare(&event));
-            events.push(event);
+            // Nobody subscribed: no event to build (the common case for many accounts).
+            if self
+                .config
+                .fanout
+                .wanted(queued.link.account_id, "link.clicked")
+            {
+                let event =
+                    Event::link_clicked(queued.link.account_id, &queued.link.summary, &click);
+                deliveries.extend(self.config.fanout.prepare(&event));
+                events.push(event);
+            }
             clicks.push(click);
             acks.extend(queued.ack);
         }

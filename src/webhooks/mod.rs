@@ -166,6 +166,14 @@ impl WebhookDirectory {
         removed
     }
 
+    /// Whether any enabled endpoint of the account wants this event type.
+    pub fn wants(&self, account: AccountId, event_type: &str) -> bool {
+        self.by_account
+            .pin()
+            .get(&account)
+            .is_some_and(|handles| handles.iter().any(|h| h.wants(event_type)))
+    }
+
     /// One pending delivery per enabled endpoint of the account that wants this event.
     pub fn deliveries_for(&self, event: &Event) -> Vec<Delivery> {
         let map = self.by_account.pin();
@@ -222,6 +230,11 @@ pub struct Fanout {
 }
 
 impl Fanout {
+    /// Whether an event of this type for this account would reach anyone.
+    pub fn wanted(&self, account: AccountId, event_type: &str) -> bool {
+        self.bus.has_subscribers() || self.directory.wants(account, event_type)
+    }
+
     pub fn prepare(&self, event: &Event) -> Vec<Delivery> {
         self.directory.deliveries_for(event)
     }
