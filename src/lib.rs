@@ -26,4 +26,5 @@ pub mod link_cache;
 pub mod metrics;
 pub mod net;
 pub mod store;
+pub mod supervision;
 pub mod webhooks;

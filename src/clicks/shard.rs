@@ -7,7 +7,7 @@
 //! queue fills and sheds detail (counts are kept), so memory stays bounded.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -23,6 +23,7 @@ use crate::{
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
+    supervision::RestartBudget,
     webhooks::Fanout,
 };
 
@@ -266,7 +267,7 @@ pub struct SupervisorState {
     slots: Vec<Arc<ShardSlot>>,
     config: Arc<ClickPipelineConfig>,
     children: HashMap<ractor::ActorId, usize>,
-    restarts: VecDeque<Instant>,
+    restarts: RestartBudget,
     restart_counter: Counter,
     /// Set by the shutdown flush: shards that stop now are not restarted.
     stopping: bool,
@@ -312,7 +313,7 @@ impl Actor for ClickSupervisor {
             slots: args.slots,
             config: args.config,
             children: HashMap::new(),
-            restarts: VecDeque::new(),
+            restarts: RestartBudget::new(MAX_RESTARTS_PER_MINUTE),
             restart_counter: metrics::counter!(crate::metrics::SHARD_RESTARTS),
             stopping: false,
         };
@@ -370,19 +371,10 @@ impl Actor for ClickSupervisor {
             .actor
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
-        let now = Instant::now();
-        while state
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            state.restarts.pop_front();
-        }
-        if state.restarts.len() >= MAX_RESTARTS_PER_MINUTE {
+        if !state.restarts.try_restart(Instant::now()) {
             tracing::error!(shard = index, %reason, "click shard failed too often, not restarted; clicks are shed until restart");
             return Ok(());
         }
-        state.restarts.push_back(now);
         state.restart_counter.increment(1);
         tracing::warn!(shard = index, %reason, "click shard failed, restarting");
         Self::spawn_shard(&myself, state, index).await

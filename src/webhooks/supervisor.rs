@@ -6,7 +6,7 @@
 //! says so.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -15,7 +15,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use uuid::Uuid;
 
 use super::endpoint::{EndpointActor, EndpointArgs, EndpointContext, EndpointMsg};
-use crate::domain::Endpoint;
+use crate::{domain::Endpoint, supervision::RestartBudget};
 
 const MAX_RESTARTS_PER_MINUTE: usize = 5;
 
@@ -33,7 +33,7 @@ pub struct WebhookSupervisor;
 pub struct SupervisorState {
     ctx: Arc<EndpointContext>,
     children: HashMap<ActorId, Uuid>,
-    restarts: HashMap<Uuid, VecDeque<Instant>>,
+    restarts: HashMap<Uuid, RestartBudget>,
     stopping: bool,
 }
 
@@ -179,20 +179,15 @@ impl Actor for WebhookSupervisor {
         if let Some(handle) = &handle {
             handle.set_actor(None);
         }
-        let now = Instant::now();
-        let recent = state.restarts.entry(id).or_default();
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            recent.pop_front();
-        }
-        if recent.len() >= MAX_RESTARTS_PER_MINUTE {
+        let budget = state
+            .restarts
+            .entry(id)
+            .or_insert_with(|| RestartBudget::new(MAX_RESTARTS_PER_MINUTE));
+        if !budget.try_restart(Instant::now()) {
             state.ctx.metrics.failing.increment(1.0);
             tracing::error!(endpoint = %id, %reason, "endpoint actor failed too often; deliveries wait in the outbox");
             return Ok(());
         }
-        recent.push_back(now);
         state.ctx.metrics.restarts.increment(1);
         tracing::warn!(endpoint = %id, %reason, "endpoint actor failed, restarting");
         // State comes back from the store, not from the failed actor.
