@@ -2,10 +2,12 @@
 //! partition (account, link code) and walks one clustering order inside it.
 //!
 //! - [`embedded`]: fjall keyspaces under `store.path` (the default).
+//! - [`scylla`]: ScyllaDB / Cassandra through the `scylla` driver (`schema.cql`).
 //! - [`conformance`]: the suite every backend must pass.
 
 pub mod conformance;
 pub mod embedded;
+pub mod scylla;
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::domain::{
 };
 
 pub use embedded::EmbeddedStore;
+pub use scylla::{ScyllaOptions, ScyllaStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
