@@ -479,7 +479,10 @@ pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
         .upsert_deliveries(&[d3.clone(), d1.clone(), gave_up.clone(), elsewhere.clone()])
         .await
         .unwrap();
-    store.upsert_deliveries(&[d2.clone()]).await.unwrap();
+    store
+        .upsert_deliveries(std::slice::from_ref(&d2))
+        .await
+        .unwrap();
 
     // Soonest due first; failed rows are not due.
     assert_eq!(

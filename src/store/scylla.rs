@@ -8,7 +8,8 @@
 //! group as one single-partition unlogged batch (counters in their own counter
 //! batch), groups running concurrently. Where order matters (a link row before
 //! the expiry row that points at it, counters last) calls run phases one after
-//! the other. Codes and meta values are claimed with lightweight transactions.
+//! the other. Codes and meta values are claimed with lightweight transactions;
+//! link rows are only ever written through them (no LWT/plain timestamp mixing).
 //!
 //! How listings page: the driver's paging state, wrapped in base64url, is the
 //! API cursor. Day-bucketed logs (clicks, attempts) also carry the day bucket in
@@ -192,9 +193,12 @@ impl Statements {
             .await?,
             link_get: p("SELECT json, expiry_bucket FROM {ks}.links WHERE code = ?").await?,
             link_count_base: p("SELECT count_base FROM {ks}.links WHERE code = ?").await?,
-            link_set: p("UPDATE {ks}.links SET json = ?, expiry_bucket = ? WHERE code = ?").await?,
-            link_set_json: p("UPDATE {ks}.links SET json = ? WHERE code = ?").await?,
-            link_delete: p("DELETE FROM {ks}.links WHERE code = ?").await?,
+            link_set: p(
+                "UPDATE {ks}.links SET json = ?, expiry_bucket = ? WHERE code = ? IF EXISTS",
+            )
+            .await?,
+            link_set_json: p("UPDATE {ks}.links SET json = ? WHERE code = ? IF EXISTS").await?,
+            link_delete: p("DELETE FROM {ks}.links WHERE code = ? IF EXISTS").await?,
             account_link_insert: p(
                 "INSERT INTO {ks}.account_links (account_id, created_at, code) VALUES (?, ?, ?)",
             )
@@ -1111,34 +1115,47 @@ impl Store for ScyllaStore {
         let json = to_json(link)?;
         let old = s.get_link_row(&link.code).await?;
         let mut writes = Writes::default();
+        // Link rows are only ever written through Paxos (claimed with LWT), so
+        // updates are conditional too: no mixing of LWT and plain write timestamps,
+        // and a link deleted meanwhile is not brought back.
         match old {
             // A new expiry is owed its event; an unchanged one keeps its state.
             Some((old, old_bucket)) if old.expires_at != link.expires_at => {
                 let bucket = link.expires_at.map(|at| expiry_bucket(at, Utc::now()));
                 // The link row first: an expiry row is only ever visible after the
                 // link row it matches (due_expiries treats mismatches as stale).
+                let written = s
+                    .execute(
+                        &s.st.link_set,
+                        (json, bucket, link.code.as_str()),
+                        "writing link",
+                    )
+                    .await?;
+                if lwt_outcome(written)?.0 {
+                    if let (Some(at), Some(bucket)) = (link.expires_at, bucket) {
+                        writes.add(
+                            &s.st.expiry_insert,
+                            (
+                                bucket,
+                                at,
+                                link.code.clone(),
+                                link.created_at.timestamp_millis(),
+                            ),
+                        )?;
+                    }
+                    if let (Some(at), Some(bucket)) = (old.expires_at, old_bucket) {
+                        writes.add(&s.st.expiry_delete, (bucket, at, link.code.clone()))?;
+                    }
+                }
+            }
+            _ => {
                 s.execute(
-                    &s.st.link_set,
-                    (json, bucket, link.code.as_str()),
+                    &s.st.link_set_json,
+                    (json, link.code.as_str()),
                     "writing link",
                 )
                 .await?;
-                if let (Some(at), Some(bucket)) = (link.expires_at, bucket) {
-                    writes.add(
-                        &s.st.expiry_insert,
-                        (
-                            bucket,
-                            at,
-                            link.code.clone(),
-                            link.created_at.timestamp_millis(),
-                        ),
-                    )?;
-                }
-                if let (Some(at), Some(bucket)) = (old.expires_at, old_bucket) {
-                    writes.add(&s.st.expiry_delete, (bucket, at, link.code.clone()))?;
-                }
             }
-            _ => writes.add(&s.st.link_set_json, (json, link.code.clone()))?,
         }
         writes.deliveries(&s.st, deliveries)?;
         s.run(writes).await
@@ -1197,11 +1214,13 @@ impl Store for ScyllaStore {
         let s = &self.inner;
         let bucket = s.get_link_row(&link.code).await?.and_then(|(_, b)| b);
         let days = s.days(&s.st.click_days_get, link.code.as_str()).await?;
+        // Through Paxos, like every write of a link row (see update_link).
+        s.execute(&s.st.link_delete, (link.code.as_str(),), "deleting link")
+            .await?;
         let mut writes = Writes::default();
         let code = || link.code.clone();
         // The click counter stays (see `links.count_base` in schema.cql): without
         // its link it counts for nothing, and a new link on the code starts above it.
-        writes.add(&s.st.link_delete, (code(),))?;
         writes.add(
             &s.st.account_link_delete,
             (link.account_id, link.created_at, code()),
