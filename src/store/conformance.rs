@@ -740,6 +740,95 @@ pub async fn expiries_fire_once_and_follow_updates(store: SharedStore) {
     );
 }
 
+pub async fn repeated_versions_in_one_call_keep_the_last(store: SharedStore) {
+    let e = Uuid::now_v7();
+    let t = Utc::now();
+    let d = delivery(e, t, DeliveryStatus::Pending);
+    store
+        .upsert_deliveries(std::slice::from_ref(&d))
+        .await
+        .unwrap();
+    // A retry scheduled, then the retry delivered, saved together.
+    let mut retry = d.clone();
+    retry.attempts = 1;
+    retry.next_attempt_at = t + Duration::minutes(1);
+    store
+        .save_outcomes(&[
+            (
+                attempt(e, d.event_id, t, AttemptStatus::Pending),
+                DeliveryUpdate::Save(retry),
+            ),
+            (
+                attempt(
+                    e,
+                    d.event_id,
+                    t + Duration::seconds(1),
+                    AttemptStatus::Succeeded,
+                ),
+                DeliveryUpdate::Delivered {
+                    endpoint_id: e,
+                    event_id: d.event_id,
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert!(store.due_deliveries(e, 10).await.unwrap().is_empty());
+    assert_eq!(store.get_delivery(e, d.event_id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .list_attempts(e, None, 10, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+
+    // Two saved versions: the last one is the row.
+    let d2 = delivery(e, t, DeliveryStatus::Pending);
+    store
+        .upsert_deliveries(std::slice::from_ref(&d2))
+        .await
+        .unwrap();
+    let mut later = d2.clone();
+    later.next_attempt_at = t + Duration::minutes(5);
+    let mut failed = d2.clone();
+    failed.status = DeliveryStatus::Failed;
+    store
+        .save_outcomes(&[
+            (
+                attempt(e, d2.event_id, t, AttemptStatus::Pending),
+                DeliveryUpdate::Save(later),
+            ),
+            (
+                attempt(e, d2.event_id, t, AttemptStatus::Failed),
+                DeliveryUpdate::Save(failed.clone()),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert!(store.due_deliveries(e, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_delivery(e, d2.event_id).await.unwrap(),
+        Some(failed)
+    );
+
+    // Two versions in one upsert: one row, at the last version's time.
+    let d3 = delivery(e, t + Duration::seconds(5), DeliveryStatus::Pending);
+    let mut d3_sooner = d3.clone();
+    d3_sooner.next_attempt_at = t + Duration::seconds(1);
+    store
+        .upsert_deliveries(std::slice::from_ref(&d3))
+        .await
+        .unwrap();
+    store
+        .upsert_deliveries(&[d3.clone(), d3_sooner.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.due_deliveries(e, 10).await.unwrap(), vec![d3_sooner]);
+}
+
 /// One `#[tokio::test]` per conformance case; `$make` is an async expression
 /// giving a fresh `Option<SharedStore>` (None: backend unavailable, case skipped).
 #[macro_export]
@@ -760,6 +849,7 @@ macro_rules! store_conformance_suite {
             outbox_due_order_and_outcomes,
             attempts_listed_newest_first_with_status_filter,
             expiries_fire_once_and_follow_updates,
+            repeated_versions_in_one_call_keep_the_last,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

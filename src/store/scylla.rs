@@ -1450,7 +1450,7 @@ impl Store for ScyllaStore {
             .collect();
         let old = s.outbox_dues(keys).await?;
         let mut writes = Writes::default();
-        for d in latest_per_event(deliveries.iter()) {
+        for d in super::last_versions(deliveries.iter()) {
             // A row that moves leaves its old place; one that stays is overwritten
             // (deleting it in the same batch would win: same write timestamp).
             if let Some(&due) = old.get(&(d.endpoint_id, d.event_id))
@@ -1536,18 +1536,12 @@ impl Store for ScyllaStore {
             }
         }
         // Only the last outcome of each delivery counts: that is its final state.
-        let mut last: HashMap<(Uuid, Uuid), &DeliveryUpdate> = HashMap::new();
-        let mut order = Vec::new();
-        for (_, update) in outcomes {
-            if last.insert(key(update), update).is_none() {
-                order.push(key(update));
-            }
-        }
-        for k in order {
+        for update in super::last_updates(outcomes) {
+            let k = key(update);
             let (endpoint, event) = k;
             let old_due = old.get(&k).copied();
-            match last.get(&k) {
-                Some(DeliveryUpdate::Save(d)) => {
+            match update {
+                DeliveryUpdate::Save(d) => {
                     if let Some(due) = old_due
                         && due != due_of(d)
                     {
@@ -1555,13 +1549,12 @@ impl Store for ScyllaStore {
                     }
                     writes.delivery(&s.st, d)?;
                 }
-                Some(DeliveryUpdate::Delivered { .. }) => {
+                DeliveryUpdate::Delivered { .. } => {
                     if let Some(due) = old_due {
                         writes.add(&s.st.outbox_delete, (endpoint, due, event))?;
                         writes.add(&s.st.index_delete, (endpoint, event))?;
                     }
                 }
-                None => {}
             }
         }
         s.run(writes).await
@@ -1603,22 +1596,6 @@ impl Store for ScyllaStore {
         // Every write was acknowledged by the cluster at its consistency level.
         Ok(())
     }
-}
-
-/// Each delivery once, in first-seen order, at its last version in `deliveries`.
-fn latest_per_event<'a>(deliveries: impl Iterator<Item = &'a Delivery>) -> Vec<&'a Delivery> {
-    let mut at: HashMap<(Uuid, Uuid), usize> = HashMap::new();
-    let mut out: Vec<&Delivery> = Vec::new();
-    for d in deliveries {
-        match at.get(&(d.endpoint_id, d.event_id)) {
-            Some(&i) => out[i] = d,
-            None => {
-                at.insert((d.endpoint_id, d.event_id), out.len());
-                out.push(d);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
