@@ -829,6 +829,47 @@ pub async fn repeated_versions_in_one_call_keep_the_last(store: SharedStore) {
     assert_eq!(store.due_deliveries(e, 10).await.unwrap(), vec![d3_sooner]);
 }
 
+pub async fn full_click_batch_is_written_and_paged(store: SharedStore) {
+    let a = Uuid::now_v7();
+    for code in ["big", "small"] {
+        store.insert_link(&link(code, a, 1_000), &[]).await.unwrap();
+    }
+    // A whole flush (redirect.flush_max_batch defaults to 1024), mostly on one link.
+    let clicks: Vec<Click> = (0..1024)
+        .map(|n| click(if n % 8 == 0 { "small" } else { "big" }, n % 250))
+        .collect();
+    store
+        .record_clicks(&ClickBatch {
+            clicks: clicks.clone(),
+            counts: vec![("big".into(), 896), ("small".into(), 128)],
+            ..ClickBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.click_count("big").await.unwrap(), 896);
+    assert_eq!(store.click_count("small").await.unwrap(), 128);
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .list_clicks("big", 100, cursor.as_deref())
+            .await
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|c| c.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let expected: Vec<Uuid> = clicks
+        .iter()
+        .rev()
+        .filter(|c| c.code == "big")
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(seen, expected);
+}
+
 /// One `#[tokio::test]` per conformance case; `$make` is an async expression
 /// giving a fresh `Option<SharedStore>` (None: backend unavailable, case skipped).
 #[macro_export]
@@ -850,6 +891,7 @@ macro_rules! store_conformance_suite {
             attempts_listed_newest_first_with_status_filter,
             expiries_fire_once_and_follow_updates,
             repeated_versions_in_one_call_keep_the_last,
+            full_click_batch_is_written_and_paged,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

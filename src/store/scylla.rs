@@ -5,8 +5,9 @@
 //! call onto them, with the same semantics as the embedded store.
 //!
 //! How writes go: every call groups its writes by partition key and sends each
-//! group as one single-partition unlogged batch (counters in their own counter
-//! batch), groups running concurrently. Where order matters (a link row before
+//! group as a single-partition unlogged batch (counters in their own counter
+//! batch; a big group as several, never splitting an outbox row from its index
+//! row), groups running concurrently. Where order matters (a link row before
 //! the expiry row that points at it, counters last) calls run phases one after
 //! the other. Codes and meta values are claimed with lightweight transactions;
 //! link rows are only ever written through them (no LWT/plain timestamp mixing).
@@ -61,6 +62,9 @@ const EXPIRY_GRACE_MS: i64 = 10 * 60_000;
 const FAILED_DUE: i64 = i64::MAX;
 /// Write groups (one partition each) in flight at once for one call.
 const WRITE_CONCURRENCY: usize = 32;
+/// Statements per batch: a whole flush on one link (1024 clicks with long user
+/// agents and referrers) would pass the server's 16 MiB frame and mutation limits.
+const MAX_BATCH_STATEMENTS: usize = 128;
 /// Reads in flight at once when one call needs many (outbox index, links of a page).
 const READ_CONCURRENCY: usize = 32;
 /// Cursor tags: a paging state of one partition, or a day bucket plus one.
@@ -557,6 +561,9 @@ type Values = Box<dyn SerializeRow + Send + Sync>;
 #[derive(Default)]
 struct Writes<'a> {
     rows: Vec<Write<'a>>,
+    /// Units numbered so far, and the one being filled by [`Writes::unit`].
+    units: usize,
+    open_unit: Option<usize>,
 }
 
 struct Write<'a> {
@@ -564,6 +571,8 @@ struct Write<'a> {
     /// even across tables.
     partition: Bytes,
     counter: bool,
+    /// Writes of one unit always go in one batch (an outbox row and its index row).
+    unit: usize,
     statement: &'a PreparedStatement,
     values: Values,
 }
@@ -595,23 +604,44 @@ impl<'a> Writes<'a> {
         let partition = statement
             .compute_partition_key(&values)
             .map_err(|e| StoreError::Backend(format!("partition key: {e}")))?;
+        let unit = match self.open_unit {
+            Some(unit) => unit,
+            None => {
+                self.units += 1;
+                self.units
+            }
+        };
         self.rows.push(Write {
             partition,
             counter,
+            unit,
             statement,
             values,
         });
         Ok(())
     }
 
+    /// Writes added by `f` go to the server in one batch (all in one partition),
+    /// never split: e.g. an outbox row never lands without its index row.
+    fn unit(&mut self, f: impl FnOnce(&mut Self) -> StoreResult<()>) -> StoreResult<()> {
+        let outer = self.open_unit;
+        if outer.is_none() {
+            self.units += 1;
+            self.open_unit = Some(self.units);
+        }
+        let result = f(self);
+        self.open_unit = outer;
+        result
+    }
+
     /// Adds an outbox row and its index row (one partition: the endpoint).
     fn delivery(&mut self, st: &'a Statements, d: &Delivery) -> StoreResult<()> {
         let due = due_of(d);
-        self.add(
-            &st.outbox_insert,
-            (d.endpoint_id, due, d.event_id, to_json(d)?),
-        )?;
-        self.add(&st.index_insert, (d.endpoint_id, d.event_id, due))
+        let json = to_json(d)?;
+        self.unit(|w| {
+            w.add(&st.outbox_insert, (d.endpoint_id, due, d.event_id, json))?;
+            w.add(&st.index_insert, (d.endpoint_id, d.event_id, due))
+        })
     }
 
     fn deliveries(&mut self, st: &'a Statements, deliveries: &[Delivery]) -> StoreResult<()> {
@@ -623,21 +653,34 @@ impl Inner {
     /// Runs one phase: each partition's writes as one batch (or a lone statement),
     /// partitions concurrently. Fails if any group fails.
     async fn run(&self, writes: Writes<'_>) -> StoreResult<()> {
-        let mut groups: Vec<(Bytes, bool, Vec<Write<'_>>)> = Vec::new();
+        let mut groups: Vec<(bool, Vec<Write<'_>>)> = Vec::new();
         let mut at: HashMap<(Bytes, bool), usize> = HashMap::new();
         for write in writes.rows {
             let key = (write.partition.clone(), write.counter);
             match at.get(&key) {
-                Some(&i) => groups[i].2.push(write),
+                Some(&i) => groups[i].1.push(write),
                 None => {
                     at.insert(key, groups.len());
-                    groups.push((write.partition.clone(), write.counter, vec![write]));
+                    groups.push((write.counter, vec![write]));
                 }
             }
         }
-        let sends: Vec<_> = groups
+        // Big groups go as several batches, cut between units.
+        let mut chunks: Vec<(bool, Vec<Write<'_>>)> = Vec::new();
+        for (counter, group) in groups {
+            let mut chunk: Vec<Write<'_>> = Vec::new();
+            for write in group {
+                let unit_ends = chunk.last().is_some_and(|last| last.unit != write.unit);
+                if chunk.len() >= MAX_BATCH_STATEMENTS && unit_ends {
+                    chunks.push((counter, std::mem::take(&mut chunk)));
+                }
+                chunk.push(write);
+            }
+            chunks.push((counter, chunk));
+        }
+        let sends: Vec<_> = chunks
             .into_iter()
-            .map(|(_, counter, group)| self.run_group(counter, group))
+            .map(|(counter, chunk)| self.run_group(counter, chunk))
             .collect();
         concurrently(sends, WRITE_CONCURRENCY).await?;
         Ok(())
@@ -1453,12 +1496,15 @@ impl Store for ScyllaStore {
         for d in super::last_versions(deliveries.iter()) {
             // A row that moves leaves its old place; one that stays is overwritten
             // (deleting it in the same batch would win: same write timestamp).
-            if let Some(&due) = old.get(&(d.endpoint_id, d.event_id))
-                && due != due_of(d)
-            {
-                writes.add(&s.st.outbox_delete, (d.endpoint_id, due, d.event_id))?;
-            }
-            writes.delivery(&s.st, d)?;
+            let old_due = old.get(&(d.endpoint_id, d.event_id)).copied();
+            writes.unit(|w| {
+                if let Some(due) = old_due
+                    && due != due_of(d)
+                {
+                    w.add(&s.st.outbox_delete, (d.endpoint_id, due, d.event_id))?;
+                }
+                w.delivery(&s.st, d)
+            })?;
         }
         s.run(writes).await
     }
@@ -1540,22 +1586,23 @@ impl Store for ScyllaStore {
             let k = key(update);
             let (endpoint, event) = k;
             let old_due = old.get(&k).copied();
-            match update {
+            writes.unit(|w| match update {
                 DeliveryUpdate::Save(d) => {
                     if let Some(due) = old_due
                         && due != due_of(d)
                     {
-                        writes.add(&s.st.outbox_delete, (endpoint, due, event))?;
+                        w.add(&s.st.outbox_delete, (endpoint, due, event))?;
                     }
-                    writes.delivery(&s.st, d)?;
+                    w.delivery(&s.st, d)
                 }
-                DeliveryUpdate::Delivered { .. } => {
-                    if let Some(due) = old_due {
-                        writes.add(&s.st.outbox_delete, (endpoint, due, event))?;
-                        writes.add(&s.st.index_delete, (endpoint, event))?;
+                DeliveryUpdate::Delivered { .. } => match old_due {
+                    Some(due) => {
+                        w.add(&s.st.outbox_delete, (endpoint, due, event))?;
+                        w.add(&s.st.index_delete, (endpoint, event))
                     }
-                }
-            }
+                    None => Ok(()),
+                },
+            })?;
         }
         s.run(writes).await
     }
