@@ -25,7 +25,7 @@ use crate::{
     http::{self, AppState, auth::token_hash},
     link_cache::LinkCache,
     metrics::{RedirectMetrics, WebhookMetrics},
-    store::{EmbeddedStore, SharedStore},
+    store::{EmbeddedStore, ScyllaOptions, ScyllaStore, SharedStore},
     webhooks::{
         Fanout, WebhookDirectory,
         client::WebhookClient,
@@ -81,9 +81,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                 .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
             Ok(Arc::new(store))
         }
-        StoreBackend::Scylla => anyhow::bail!(
-            "store.backend = \"scylla\" is not available in this build yet; use \"embedded\""
-        ),
+        StoreBackend::Scylla => {
+            let options = ScyllaOptions::from_config(&config.store);
+            // The store's error already names the nodes; say which keyspace too.
+            let store = ScyllaStore::open(&options).await.with_context(|| {
+                format!(
+                    "opening the scylla store (store.scylla_nodes = [{}], keyspace {})",
+                    options.nodes.join(", "),
+                    options.keyspace
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -49,6 +49,8 @@ pub struct RawStore {
     pub scylla_nodes: Vec<String>,
     pub scylla_keyspace: String,
     pub scylla_replication_factor: u32,
+    pub click_ttl: String,
+    pub attempt_ttl: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +115,8 @@ impl Default for RawStore {
             scylla_nodes: vec!["127.0.0.1:9042".into()],
             scylla_keyspace: "relurl".into(),
             scylla_replication_factor: 1,
+            click_ttl: "90d".into(),
+            attempt_ttl: "30d".into(),
         }
     }
 }
@@ -200,6 +204,10 @@ pub struct StoreConfig {
     pub scylla_nodes: Vec<String>,
     pub scylla_keyspace: String,
     pub scylla_replication_factor: u32,
+    /// How long clicks are kept (scylla backend; the embedded one keeps them).
+    pub click_ttl: Duration,
+    /// How long delivery attempts are kept (scylla backend; the embedded one keeps them).
+    pub attempt_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -376,6 +384,18 @@ impl RawConfig {
             "store.scylla_replication_factor",
             "at least 1",
         );
+        let click_ttl = parse_ttl(&self.store.click_ttl);
+        check(
+            click_ttl.is_some(),
+            "store.click_ttl",
+            &format!("{TTL_EXPECTED}, got {:?}", self.store.click_ttl),
+        );
+        let attempt_ttl = parse_ttl(&self.store.attempt_ttl);
+        check(
+            attempt_ttl.is_some(),
+            "store.attempt_ttl",
+            &format!("{TTL_EXPECTED}, got {:?}", self.store.attempt_ttl),
+        );
 
         check(
             [301, 302, 307, 308].contains(&self.redirect.default_status),
@@ -491,8 +511,13 @@ impl RawConfig {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
-        let (Ok(listen), Some(backend), Some(negative_cache_ttl)) =
-            (listen, backend, negative_cache_ttl)
+        let (
+            Ok(listen),
+            Some(backend),
+            Some(negative_cache_ttl),
+            Some(click_ttl),
+            Some(attempt_ttl),
+        ) = (listen, backend, negative_cache_ttl, click_ttl, attempt_ttl)
         else {
             unreachable!("each failure above pushed an error");
         };
@@ -516,6 +541,8 @@ impl RawConfig {
                 scylla_nodes: self.store.scylla_nodes,
                 scylla_keyspace: self.store.scylla_keyspace,
                 scylla_replication_factor: self.store.scylla_replication_factor,
+                click_ttl,
+                attempt_ttl,
             },
             redirect: RedirectConfig {
                 shards,
@@ -548,6 +575,14 @@ impl RawConfig {
             enrich: EnrichConfig { geoip_mmdb },
         })
     }
+}
+
+const TTL_EXPECTED: &str = "a duration like \"30d\" or \"12h\", from 1s to 3650d";
+
+/// A CQL TTL: whole seconds, at least one, and at most ten years (the legacy
+/// storage format cannot hold expiry dates past 2038).
+fn parse_ttl(text: &str) -> Option<Duration> {
+    parse_duration(text).filter(|d| (1..=3650 * 86_400).contains(&d.as_secs()))
 }
 
 /// Parses `"300ms"`, `"5s"`, `"1m"`, `"1h"` (also `"1d"`).
@@ -589,6 +624,23 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(
+            parse_duration("90d"),
+            Some(Duration::from_secs(90 * 86_400))
+        );
+    }
+
+    #[test]
+    fn store_ttls_default_and_are_checked() {
+        let config = Config::from_toml("").expect("defaults validate");
+        assert_eq!(config.store.click_ttl, Duration::from_secs(90 * 86_400));
+        assert_eq!(config.store.attempt_ttl, Duration::from_secs(30 * 86_400));
+        let err = Config::from_toml("[store]\nclick_ttl = \"forever\"\nattempt_ttl = \"0s\"\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("store.click_ttl"), "{text}");
+        assert!(text.contains("store.attempt_ttl"), "{text}");
+        assert_eq!(err.0.len(), 2, "{text}");
     }
 
     #[test]

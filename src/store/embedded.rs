@@ -650,7 +650,7 @@ impl Store for EmbeddedStore {
         let deliveries = deliveries.to_vec();
         self.blocking(move |s| {
             let mut batch = s.batch();
-            for d in &deliveries {
+            for d in super::last_versions(deliveries.iter()) {
                 s.put_delivery(&mut batch, d)?;
             }
             batch.commit()?;
@@ -696,8 +696,12 @@ impl Store for EmbeddedStore {
         let outcomes = outcomes.to_vec();
         self.blocking(move |s| {
             let mut batch = s.batch();
-            for (attempt, update) in &outcomes {
+            for (attempt, _) in &outcomes {
                 batch.insert(&s.attempts, attempt_key(attempt), to_json(attempt)?);
+            }
+            // Index lookups read the stored rows, not this batch: apply each
+            // delivery's final state once.
+            for update in super::last_updates(&outcomes) {
                 match update {
                     DeliveryUpdate::Delivered {
                         endpoint_id,

@@ -2,10 +2,12 @@
 //! partition (account, link code) and walks one clustering order inside it.
 //!
 //! - [`embedded`]: fjall keyspaces under `store.path` (the default).
+//! - [`scylla`]: ScyllaDB / Cassandra through the `scylla` driver (`schema.cql`).
 //! - [`conformance`]: the suite every backend must pass.
 
 pub mod conformance;
 pub mod embedded;
+pub mod scylla;
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::domain::{
 };
 
 pub use embedded::EmbeddedStore;
+pub use scylla::{ScyllaOptions, ScyllaStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -134,3 +137,47 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// Each delivery once, in first-seen order, at its last version: the state a
+/// call that writes several versions of one row (in order) leaves. Applying each
+/// version against the stored row instead would read the same old position twice
+/// and leave a stray outbox row behind.
+pub(crate) fn last_versions<'a>(
+    deliveries: impl Iterator<Item = &'a Delivery>,
+) -> Vec<&'a Delivery> {
+    let mut at: std::collections::HashMap<(Uuid, Uuid), usize> = Default::default();
+    let mut out: Vec<&Delivery> = Vec::new();
+    for d in deliveries {
+        match at.get(&(d.endpoint_id, d.event_id)) {
+            Some(&i) => out[i] = d,
+            None => {
+                at.insert((d.endpoint_id, d.event_id), out.len());
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// Each delivery's last outcome in `outcomes`, in first-seen order (see [`last_versions`]).
+pub(crate) fn last_updates(outcomes: &[(Attempt, DeliveryUpdate)]) -> Vec<&DeliveryUpdate> {
+    let mut at: std::collections::HashMap<(Uuid, Uuid), usize> = Default::default();
+    let mut out: Vec<&DeliveryUpdate> = Vec::new();
+    for (_, update) in outcomes {
+        let key = match update {
+            DeliveryUpdate::Delivered {
+                endpoint_id,
+                event_id,
+            } => (*endpoint_id, *event_id),
+            DeliveryUpdate::Save(d) => (d.endpoint_id, d.event_id),
+        };
+        match at.get(&key) {
+            Some(&i) => out[i] = update,
+            None => {
+                at.insert(key, out.len());
+                out.push(update);
+            }
+        }
+    }
+    out
+}
