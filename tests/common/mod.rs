@@ -45,11 +45,17 @@ impl Reply {
 }
 
 pub fn config(dir: &std::path::Path, extra: &str) -> Config {
-    let toml = format!(
-        "[auth]\nadmin_token = \"{ADMIN}\"\n[store]\npath = \"{}\"\n{extra}",
+    use figment::providers::{Format, Serialized, Toml};
+    // Two documents merged, so `extra` may add keys to [auth] or [store] too.
+    let base = format!(
+        "[auth]\nadmin_token = \"{ADMIN}\"\n[store]\npath = \"{}\"\n",
         dir.display()
     );
-    Config::from_toml(&toml).expect("test config is valid")
+    let figment =
+        figment::Figment::from(Serialized::defaults(relurl::config::RawConfig::default()))
+            .merge(Toml::string(&base))
+            .merge(Toml::string(extra));
+    relurl::config::from_figment(figment).expect("test config is valid")
 }
 
 impl TestServer {
