@@ -37,6 +37,7 @@ fn lookup(c: &mut Criterion) {
         store.clone(),
         1 << 20,
         Duration::from_secs(5),
+        Duration::from_secs(3600),
         "http://b.example",
     );
     let codes: Vec<String> = (0..10_000).map(|i| format!("c{i:06}")).collect();

@@ -108,6 +108,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         store.clone(),
         config.redirect.cache_capacity,
         config.redirect.negative_cache_ttl,
+        config.redirect.cache_ttl,
         &config.server.public_base_url,
     ));
 

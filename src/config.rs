@@ -63,6 +63,7 @@ pub struct RawRedirect {
     pub durable_ack: bool,
     pub shard_queue_limit: u32,
     pub cache_capacity: u32,
+    pub cache_ttl: String,
     pub negative_cache_ttl: String,
 }
 
@@ -131,6 +132,7 @@ impl Default for RawRedirect {
             durable_ack: false,
             shard_queue_limit: 65536,
             cache_capacity: 1_000_000,
+            cache_ttl: "30s".into(),
             negative_cache_ttl: "5s".into(),
         }
     }
@@ -220,6 +222,8 @@ pub struct RedirectConfig {
     /// Clicks queued per shard past which click detail is shed (counts are kept).
     pub shard_queue_limit: usize,
     pub cache_capacity: usize,
+    /// A cached link is re-read from the store after this long.
+    pub cache_ttl: Duration,
     pub negative_cache_ttl: Duration,
 }
 
@@ -422,6 +426,12 @@ impl RawConfig {
             "redirect.cache_capacity",
             "at least 16",
         );
+        let cache_ttl = parse_duration(&self.redirect.cache_ttl).filter(|d| !d.is_zero());
+        check(
+            cache_ttl.is_some(),
+            "redirect.cache_ttl",
+            "a duration like \"30s\" or \"5m\", above zero",
+        );
         let negative_cache_ttl = parse_duration(&self.redirect.negative_cache_ttl);
         check(
             negative_cache_ttl.is_some(),
@@ -517,7 +527,15 @@ impl RawConfig {
             Some(negative_cache_ttl),
             Some(click_ttl),
             Some(attempt_ttl),
-        ) = (listen, backend, negative_cache_ttl, click_ttl, attempt_ttl)
+            Some(cache_ttl),
+        ) = (
+            listen,
+            backend,
+            negative_cache_ttl,
+            click_ttl,
+            attempt_ttl,
+            cache_ttl,
+        )
         else {
             unreachable!("each failure above pushed an error");
         };
@@ -552,6 +570,7 @@ impl RawConfig {
                 durable_ack: self.redirect.durable_ack,
                 shard_queue_limit: self.redirect.shard_queue_limit as usize,
                 cache_capacity: self.redirect.cache_capacity as usize,
+                cache_ttl,
                 negative_cache_ttl,
             },
             webhooks: WebhooksConfig {

@@ -2,6 +2,10 @@
 //! over the store that also remembers unknown codes for a while, so scanning
 //! random codes cannot hammer the store.
 //!
+//! A cached link is re-read after `cache_ttl`, so a change made through another
+//! node (shared ScyllaDB) is seen within that time; when the store cannot be
+//! reached, the last known version keeps answering.
+//!
 //! Bounded by second-chance eviction: a hit marks its entry; when the map grows
 //! past capacity one sweep drops unmarked entries and clears the marks.
 
@@ -35,6 +39,7 @@ pub struct CachedLink {
     pub status: StatusCode,
     pub expires_at_ms: Option<i64>,
     pub disabled: bool,
+    loaded_at: Instant,
     recently_used: AtomicBool,
 }
 
@@ -58,6 +63,7 @@ impl CachedLink {
             status: StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND),
             expires_at_ms: link.expires_at.map(|t| t.timestamp_millis()),
             disabled: link.disabled,
+            loaded_at: Instant::now(),
             recently_used: AtomicBool::new(false),
         }
     }
@@ -79,10 +85,18 @@ pub enum Lookup {
     NotFound,
 }
 
+enum Cached {
+    Fresh(Lookup),
+    /// Past its TTL: re-read, but kept to answer if the store is away.
+    Stale(Arc<CachedLink>),
+    Absent,
+}
+
 pub struct LinkCache {
     map: papaya::HashMap<Box<str>, Entry>,
     capacity: usize,
     negative_ttl: Duration,
+    ttl: Duration,
     store: SharedStore,
     public_base_url: String,
     /// Bumped by every API change, so a load that raced with it is not cached.
@@ -96,9 +110,11 @@ impl LinkCache {
         store: SharedStore,
         capacity: usize,
         negative_ttl: Duration,
+        ttl: Duration,
         public_base_url: &str,
     ) -> Self {
         Self {
+            ttl,
             public_base_url: public_base_url.to_string(),
             map: papaya::HashMap::with_capacity(capacity.min(1 << 16)),
             capacity,
@@ -111,26 +127,40 @@ impl LinkCache {
     }
 
     pub async fn lookup(&self, code: &str) -> StoreResult<Lookup> {
-        if let Some(found) = self.cached(code) {
-            self.metrics.hits.increment(1);
-            return Ok(found);
-        }
+        let stale = match self.cached(code) {
+            Cached::Fresh(found) => {
+                self.metrics.hits.increment(1);
+                return Ok(found);
+            }
+            Cached::Stale(link) => Some(link),
+            Cached::Absent => None,
+        };
         self.metrics.misses.increment(1);
-        self.load(code).await
+        match (self.load(code).await, stale) {
+            (Err(_), Some(link)) => {
+                self.metrics.stale.increment(1);
+                Ok(Lookup::Found(link))
+            }
+            (result, _) => result,
+        }
     }
 
-    /// The cached answer, if there is a current one.
-    fn cached(&self, code: &str) -> Option<Lookup> {
-        match self.map.pin().get(code)? {
-            Entry::Found(link) => {
+    fn cached(&self, code: &str) -> Cached {
+        let now = Instant::now();
+        match self.map.pin().get(code) {
+            Some(Entry::Found(link)) => {
                 // Read first: writing an already-set flag would bounce the cache line.
                 if !link.recently_used.load(Ordering::Relaxed) {
                     link.recently_used.store(true, Ordering::Relaxed);
                 }
-                Some(Lookup::Found(link.clone()))
+                if now.duration_since(link.loaded_at) < self.ttl {
+                    Cached::Fresh(Lookup::Found(link.clone()))
+                } else {
+                    Cached::Stale(link.clone())
+                }
             }
-            Entry::Missing { until } if *until > Instant::now() => Some(Lookup::NotFound),
-            Entry::Missing { .. } => None,
+            Some(Entry::Missing { until }) if *until > now => Cached::Fresh(Lookup::NotFound),
+            _ => Cached::Absent,
         }
     }
 
@@ -245,7 +275,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         (
-            LinkCache::new(store.clone(), capacity, Duration::from_secs(60), "http://x"),
+            LinkCache::new(
+                store.clone(),
+                capacity,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                "http://x",
+            ),
             store,
             dir,
         )
@@ -267,6 +303,28 @@ mod tests {
             }
             Lookup::NotFound => panic!("expected the put link"),
         }
+    }
+
+    #[tokio::test]
+    async fn entries_are_reread_after_their_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let cache = LinkCache::new(
+            store.clone(),
+            100,
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            "http://x",
+        );
+        let mut l = link("ttl");
+        store.insert_link(&l, &[]).await.unwrap();
+        assert!(matches!(cache.lookup("ttl").await.unwrap(), Lookup::Found(c) if !c.disabled));
+        // Changed behind the cache's back, as another node would.
+        l.disabled = true;
+        store.update_link(&l, &[]).await.unwrap();
+        assert!(matches!(cache.lookup("ttl").await.unwrap(), Lookup::Found(c) if !c.disabled));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        assert!(matches!(cache.lookup("ttl").await.unwrap(), Lookup::Found(c) if c.disabled));
     }
 
     #[tokio::test]

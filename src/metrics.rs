@@ -13,6 +13,7 @@ pub const REDIRECT_RESPONSES: &str = "relurl_redirect_responses_total";
 pub const CACHE_LOOKUPS: &str = "relurl_link_cache_lookups_total";
 pub const CACHE_EVICTIONS: &str = "relurl_link_cache_evictions_total";
 pub const CACHE_ENTRIES: &str = "relurl_link_cache_entries";
+pub const CACHE_STALE: &str = "relurl_link_cache_stale_answers_total";
 pub const STORE_ERRORS: &str = "relurl_store_errors_total";
 pub const CLICKS_RECEIVED: &str = "relurl_clicks_received_total";
 pub const CLICKS_PERSISTED: &str = "relurl_clicks_persisted_total";
@@ -88,6 +89,10 @@ fn describe() {
         CACHE_ENTRIES,
         "entries in the link cache after the last sweep"
     );
+    describe_counter!(
+        CACHE_STALE,
+        "redirects answered from a cached link past its TTL because the store was unreachable"
+    );
     describe_counter!(STORE_ERRORS, "store operations that failed, by operation");
     describe_counter!(CLICKS_RECEIVED, "clicks handed to the click pipeline");
     describe_counter!(CLICKS_PERSISTED, "clicks written with their detail");
@@ -132,6 +137,7 @@ pub struct CacheMetrics {
     pub misses: Counter,
     pub evictions: Counter,
     pub entries: Gauge,
+    pub stale: Counter,
 }
 
 impl CacheMetrics {
@@ -141,6 +147,7 @@ impl CacheMetrics {
             misses: counter!(CACHE_LOOKUPS, "result" => "miss"),
             evictions: counter!(CACHE_EVICTIONS),
             entries: gauge!(CACHE_ENTRIES),
+            stale: counter!(CACHE_STALE),
         }
     }
 }

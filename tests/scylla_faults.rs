@@ -37,7 +37,7 @@ async fn redirects_survive_a_store_outage_and_nothing_queued_is_lost() {
     }
     let (store, _) = cql::backend_config(&node);
     let config = format!(
-        "{store}[webhooks]\nallow_private_targets = true\nretry_schedule = [\"500ms\", \"1s\", \"2s\", \"4s\", \"8s\", \"16s\", \"30s\"]\n[fraud]\nenabled = false\n"
+        "{store}[webhooks]\nallow_private_targets = true\nretry_schedule = [\"500ms\", \"1s\", \"2s\", \"4s\", \"8s\", \"16s\", \"30s\"]\n[fraud]\nenabled = false\n[redirect]\ncache_ttl = \"1s\"\n"
     );
     let server = Arc::new(TestServer::start(&config).await);
     let key = server.account("acme").await;
@@ -60,6 +60,14 @@ async fn redirects_survive_a_store_outage_and_nothing_queued_is_lost() {
     sink.wait_for(1, Duration::from_secs(20)).await;
 
     cql_server("stop");
+    let ready = common::eventually(|| async {
+        let r = server.get("/readyz", None).await;
+        (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r)
+    })
+    .await;
+    assert_eq!(ready.body["status"], "not_ready");
+    // Past the cache TTL the link cannot be re-read: the cached copy answers.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..50 {
         assert_eq!(
             server.visit("/up", &[]).await.status,
@@ -67,12 +75,8 @@ async fn redirects_survive_a_store_outage_and_nothing_queued_is_lost() {
             "redirect failed during the outage"
         );
     }
-    let ready = common::eventually(|| async {
-        let r = server.get("/readyz", None).await;
-        (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r)
-    })
-    .await;
-    assert_eq!(ready.body["status"], "not_ready");
+    let text = server.metrics_text().await;
+    assert!(common::metric_value(&text, "relurl_link_cache_stale_answers_total", "") >= 1.0);
     let errors = common::eventually(|| async {
         let text = server.metrics_text().await;
         let n = common::metric_value(
