@@ -4,6 +4,8 @@
 #
 #   load-tests/run.sh                 # defaults: 64 connections, 10 s per run
 #   CONNECTIONS=128 DURATION=20s load-tests/run.sh
+#   STORE=scylla load-tests/run.sh    # clicks go to a CQL server on 127.0.0.1:9042
+#                                     # (scripts/cql-server.sh start), fresh keyspace
 #
 # Needs wrk (Debian: apt-get install wrk). Builds release binaries first.
 set -euo pipefail
@@ -53,20 +55,29 @@ run_wrk() { # label url [script]
 
 target/release/examples/bare_302 "$BARE_ADDR" 2>/dev/null &
 BARE_PID=$!
+if [[ "${STORE:-embedded}" == scylla ]]; then
+    export RELURL_STORE__BACKEND=scylla RELURL_STORE__SCYLLA_NODES='["127.0.0.1:9042"]' \
+        RELURL_STORE__SCYLLA_KEYSPACE="relurl_load_$(date +%s)"
+fi
 RELURL_SERVER__LISTEN=$RELURL_ADDR RELURL_STORE__PATH=$DATA/store RELURL_AUTH__ADMIN_TOKEN=$ADMIN \
     RELURL_FRAUD__ENABLED=false RELURL_LOG=warn target/release/relurl >/dev/null 2>"$DATA/relurl.log" &
 RELURL_PID=$!
 wait_port "$BARE_ADDR"
-wait_port "$RELURL_ADDR"
+for _ in $(seq 1 300); do curl -sf "http://$RELURL_ADDR/readyz" >/dev/null && break; sleep 0.2; done
 
 KEY=$(curl -sf -X POST "http://$RELURL_ADDR/v1/accounts" -H "Authorization: Bearer $ADMIN" \
     -d '{"name":"load"}' | sed -E 's/.*"api_key":"([^"]+)".*/\1/')
 curl -sf -X POST "http://$RELURL_ADDR/v1/links" -H "Authorization: Bearer $KEY" \
     -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, store ${STORE:-embedded}"
 run_wrk bare_hyper_302 "http://$BARE_ADDR/load"
 run_wrk relurl_get_clicks_recorded "http://$RELURL_ADDR/load"
+# Clicks written during the GET run (the pipeline drains for a moment after it).
+sleep 2
+PERSISTED=$(curl -sf "http://$RELURL_ADDR/metrics" | awk '/^relurl_clicks_persisted_total/ {print $2}')
+SECS=${DURATION%s}
+echo "clicks persisted per second during the GET run: $(( ${PERSISTED%.*} / SECS )) (${PERSISTED%.*} in ${SECS}s + 2s drain)"
 run_wrk relurl_head_no_click "http://$RELURL_ADDR/load" load-tests/head.lua
 run_wrk bare_hyper_302_again "http://$BARE_ADDR/load"
 
