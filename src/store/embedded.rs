@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
-use super::{ClickBatch, Page, Store, StoreError, StoreResult};
+use super::{ClickBatch, Page, Store, StoreError, StoreResult, click_codec};
 use crate::domain::{
     Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryStatus, DeliveryUpdate,
     Endpoint, Incident, Link,
@@ -483,7 +483,7 @@ impl Store for EmbeddedStore {
         let clicks = batch
             .clicks
             .iter()
-            .map(|c| Ok((click_key(&c.code, c.id), to_json(c)?)))
+            .map(|c| Ok((click_key(&c.code, c.id), click_codec::encode(c))))
             .collect::<StoreResult<Vec<_>>>()?;
         let deliveries = batch
             .deliveries
@@ -542,7 +542,11 @@ impl Store for EmbeddedStore {
                 &click_prefix(&code),
                 limit,
                 cursor.as_deref(),
-                |_, value| from_json(value).map(Some),
+                |_, value| {
+                    click_codec::decode(value)
+                        .map(Some)
+                        .ok_or_else(|| StoreError::Corrupt("stored click".into()))
+                },
             )
         })
         .await

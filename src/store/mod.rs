@@ -4,7 +4,9 @@
 //! - [`embedded`]: fjall keyspaces under `store.path` (the default).
 //! - [`scylla`]: ScyllaDB / Cassandra through the `scylla` driver (`schema.cql`).
 //! - [`conformance`]: the suite every backend must pass.
+//! - [`click_codec`]: the embedded store's compact click records.
 
+pub mod click_codec;
 pub mod conformance;
 pub mod embedded;
 pub mod scylla;
