@@ -2,7 +2,7 @@
 //! its largest table by far, and JSON (field names, quoted timestamps) was about
 //! four times the size, paid for in journal writes on every flush.
 //!
-//! Layout (version 1): id (16) · at, unix micros (i64 BE) · ip (tag 4|6 + bytes)
+//! Layout (version 1): id (16) · at, unix seconds (i64 BE) and nanos (u32 BE) · ip (tag 4|6 + bytes)
 //! · is_bot (1) · then length-prefixed strings: code, user_agent, referrer,
 //! device, browser, os · then optional strings (tag 0|1): referrer_host,
 //! country, region, city.
@@ -20,7 +20,8 @@ pub fn encode(click: &Click) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + click.user_agent.len() + click.referrer.len());
     out.push(VERSION);
     out.extend_from_slice(click.id.as_bytes());
-    out.extend_from_slice(&click.at.timestamp_micros().to_be_bytes());
+    out.extend_from_slice(&click.at.timestamp().to_be_bytes());
+    out.extend_from_slice(&click.at.timestamp_subsec_nanos().to_be_bytes());
     match click.ip {
         IpAddr::V4(v4) => {
             out.push(4);
@@ -71,8 +72,9 @@ pub fn decode(bytes: &[u8]) -> Option<Click> {
         return None;
     }
     let id = Uuid::from_slice(r.take(16)?).ok()?;
-    let micros = i64::from_be_bytes(r.take(8)?.try_into().ok()?);
-    let at = DateTime::<Utc>::from_timestamp_micros(micros)?;
+    let secs = i64::from_be_bytes(r.take(8)?.try_into().ok()?);
+    let nanos = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+    let at = DateTime::<Utc>::from_timestamp(secs, nanos)?;
     let ip = match r.take(1)?[0] {
         4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.take(4)?).ok()?)),
         6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.take(16)?).ok()?)),
@@ -141,7 +143,7 @@ mod tests {
         Click {
             id: Uuid::now_v7(),
             code: "abc".into(),
-            at: DateTime::from_timestamp_micros(1_800_000_000_123_456).unwrap(),
+            at: DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap(),
             ip: ip.parse().unwrap(),
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0".into(),
             referrer: "https://t.co/x".into(),
