@@ -517,7 +517,7 @@ async fn a_dead_endpoint_does_not_slow_a_healthy_one() {
 }
 
 #[tokio::test]
-async fn a_failed_endpoint_actor_is_restarted_and_its_deliveries_arrive() {
+async fn a_panicking_endpoint_actor_is_restarted_and_its_deliveries_arrive() {
     let server = TestServer::start(&config("")).await;
     let key = server.account("acme").await;
     let receiver = Receiver::start().await;

@@ -52,7 +52,7 @@ pub enum EndpointMsg {
     Retry(Uuid, RpcReplyPort<Result<(), RetryError>>),
     /// The endpoint changed (API).
     Update(Box<Endpoint>),
-    /// Fails the actor, so tests can watch the supervisor bring it back.
+    /// Panics inside the actor, so tests can watch the supervisor bring it back.
     #[doc(hidden)]
     Crash,
 }
@@ -238,7 +238,10 @@ impl Actor for EndpointActor {
                 state.endpoint = *endpoint;
             }
             EndpointMsg::Crash => {
-                return Err(format!("endpoint {} was asked to fail", state.endpoint.id).into());
+                panic!(
+                    "endpoint {} was asked to panic (test hook)",
+                    state.endpoint.id
+                );
             }
         }
         state.pump(&myself);

@@ -205,7 +205,7 @@ impl Actor for WebhookSupervisor {
     }
 }
 
-/// Test hook: makes an endpoint's actor fail.
+/// Test hook: makes an endpoint's actor panic.
 #[doc(hidden)]
 pub fn crash_endpoint(directory: &super::WebhookDirectory, id: Uuid) -> bool {
     let Some(handle) = directory.by_id.pin().get(&id).cloned() else {
