@@ -15,7 +15,6 @@ fn enrichment(c: &mut Criterion) {
     let geo = GeoIp::built_in();
     let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().expect("cidr")];
     let raw = RawClick {
-        code: Arc::from("abc1234"),
         at: Utc::now(),
         peer: "10.1.2.3".parse().expect("ip"),
         user_agent: Some(HeaderValue::from_static(
@@ -24,7 +23,9 @@ fn enrichment(c: &mut Criterion) {
         referrer: Some(HeaderValue::from_static("https://t.co/abc")),
         forwarded_for: Some(HeaderValue::from_static("203.0.113.7, 10.0.0.9")),
     };
-    c.bench_function("enrich_click", |b| b.iter(|| enrich(&raw, &trusted, &geo)));
+    c.bench_function("enrich_click", |b| {
+        b.iter(|| enrich("abc1234", &raw, &trusted, &geo))
+    });
 }
 
 fn fraud_window(c: &mut Criterion) {

@@ -171,7 +171,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         fraud: fraud.clone(),
         geo: GeoIp::open(config.enrich.geoip_mmdb.as_deref())?,
         trusted_proxies: config.server.trusted_proxies.clone(),
-        public_base_url: config.server.public_base_url.clone(),
         flush_interval: config.redirect.flush_interval,
         flush_max_batch: config.redirect.flush_max_batch,
     });

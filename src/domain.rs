@@ -86,11 +86,12 @@ pub struct Secret {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-impl Endpoint {
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.events.iter().any(|e| e == "*" || e == event_type)
-    }
+/// Whether an endpoint's `events` filter (`["*"]` or type names) takes this type.
+pub fn filter_takes(events: &[String], event_type: &str) -> bool {
+    events.iter().any(|e| e == "*" || e == event_type)
+}
 
+impl Endpoint {
     /// Secrets that still sign at `now`.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         self.secrets

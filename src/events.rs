@@ -150,13 +150,8 @@ impl Event {
         }
     }
 
-    fn link_data(link: &Link, base: &str) -> Value {
-        json!({
-            "code": link.code,
-            "short_url": format!("{base}/{}", link.code),
-            "destination": link.destination,
-            "tags": link.tags,
-        })
+    fn link_data(link: &Link, base: &str) -> Box<RawValue> {
+        link_summary_json(&link.code, &link.destination, &link.tags, base)
     }
 
     pub fn link_created(link: &Link, base: &str) -> Self {

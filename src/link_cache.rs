@@ -127,7 +127,12 @@ impl LinkCache {
     }
 
     pub async fn lookup(&self, code: &str) -> StoreResult<Lookup> {
-        let stale = match self.cached(code) {
+        self.lookup_at(code, Instant::now()).await
+    }
+
+    /// `lookup` with the caller's clock reading (the redirect path has one already).
+    pub async fn lookup_at(&self, code: &str, now: Instant) -> StoreResult<Lookup> {
+        let stale = match self.cached(code, now) {
             Cached::Fresh(found) => {
                 self.metrics.hits.increment(1);
                 return Ok(found);
@@ -145,8 +150,7 @@ impl LinkCache {
         }
     }
 
-    fn cached(&self, code: &str) -> Cached {
-        let now = Instant::now();
+    fn cached(&self, code: &str, now: Instant) -> Cached {
         match self.map.pin().get(code) {
             Some(Entry::Found(link)) => {
                 // Read first: writing an already-set flag would bounce the cache line.

@@ -1,10 +1,39 @@
 //! What supervisors share: a restart budget, at most N restarts of a child in
-//! any sliding minute, so a child that fails at once on every start cannot spin.
+//! any sliding minute, so a child that fails at once on every start cannot spin;
+//! and the slot where senders find a child's current `ActorRef`.
 
 use std::{
     collections::VecDeque,
+    sync::RwLock,
     time::{Duration, Instant},
 };
+
+use ractor::{ActorRef, Message};
+
+/// The current actor of a supervised child: empty while it is down, filled by
+/// its successor's `pre_start`. Senders read it; only the lifecycle writes it.
+pub struct ActorSlot<M>(RwLock<Option<ActorRef<M>>>);
+
+impl<M: Message> ActorSlot<M> {
+    pub fn empty() -> Self {
+        Self(RwLock::new(None))
+    }
+
+    pub fn get(&self) -> Option<ActorRef<M>> {
+        // The guarded value is a plain Option: a poisoned lock holds no broken state.
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn set(&self, actor: Option<ActorRef<M>>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
+    }
+}
 
 const WINDOW: Duration = Duration::from_secs(60);
 

@@ -168,7 +168,6 @@ impl GeoIp {
 /// A click as the redirect handler saw it: nothing parsed yet.
 #[derive(Debug)]
 pub struct RawClick {
-    pub code: std::sync::Arc<str>,
     pub at: DateTime<Utc>,
     pub peer: IpAddr,
     pub user_agent: Option<http::HeaderValue>,
@@ -182,7 +181,7 @@ fn header_text(value: Option<&http::HeaderValue>) -> String {
         .unwrap_or_default()
 }
 
-pub fn enrich(raw: &RawClick, trusted_proxies: &[Cidr], geo: &GeoIp) -> Click {
+pub fn enrich(code: &str, raw: &RawClick, trusted_proxies: &[Cidr], geo: &GeoIp) -> Click {
     let forwarded = raw.forwarded_for.as_ref().and_then(|v| v.to_str().ok());
     let ip = net::client_ip(raw.peer, forwarded, trusted_proxies);
     let user_agent = header_text(raw.user_agent.as_ref());
@@ -190,7 +189,7 @@ pub fn enrich(raw: &RawClick, trusted_proxies: &[Cidr], geo: &GeoIp) -> Click {
     let agent = classify_agent(&user_agent);
     Click {
         id: Uuid::now_v7(),
-        code: raw.code.to_string(),
+        code: code.to_string(),
         at: raw.at,
         ip,
         referrer_host: referrer_host(&referrer),

@@ -17,17 +17,16 @@ pub mod shard;
 use std::{
     hash::{BuildHasher, Hasher},
     sync::{
-        Arc, RwLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
 use crossbeam_queue::ArrayQueue;
 use metrics::{Counter, Gauge};
-use ractor::ActorRef;
 use tokio::sync::{Notify, oneshot};
 
-use crate::link_cache::CachedLink;
+use crate::{link_cache::CachedLink, supervision::ActorSlot};
 pub use enrich::RawClick;
 pub use shard::{ClickPipelineConfig, ShardMsg};
 
@@ -48,7 +47,7 @@ pub struct ShardSlot {
     pub(crate) scheduled: AtomicBool,
     /// A full batch is waiting and the shard was told to write it now.
     pub(crate) urgent: AtomicBool,
-    pub(crate) actor: RwLock<Option<ActorRef<ShardMsg>>>,
+    pub(crate) actor: ActorSlot<ShardMsg>,
     /// Signalled after every drain, for redirects waiting for room.
     pub(crate) space: Notify,
     pub(crate) depth: Gauge,
@@ -63,7 +62,7 @@ impl ShardSlot {
             shed: papaya::HashMap::new(),
             scheduled: AtomicBool::new(false),
             urgent: AtomicBool::new(false),
-            actor: RwLock::new(None),
+            actor: ActorSlot::empty(),
             space: Notify::new(),
             depth: metrics::gauge!(crate::metrics::CLICKS_QUEUE_DEPTH, "shard" => index.to_string()),
             received: metrics::counter!(crate::metrics::CLICKS_RECEIVED),
@@ -85,12 +84,8 @@ impl ShardSlot {
         } else {
             ShardMsg::Wake
         };
-        let actor = self
-            .actor
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // No actor (restarting): its successor drains on start.
-        if let Some(actor) = actor.as_ref() {
+        if let Some(actor) = self.actor.get() {
             let _ = actor.cast(msg);
         }
     }

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::{ShardSlot, enrich};
 use crate::{
     clicks::enrich::GeoIp,
-    events::Event,
+    events::{Event, EventType},
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
@@ -34,7 +34,6 @@ pub struct ClickPipelineConfig {
     pub fraud: Option<FraudHandle>,
     pub geo: GeoIp,
     pub trusted_proxies: Vec<Cidr>,
-    pub public_base_url: String,
     pub flush_interval: Duration,
     pub flush_max_batch: usize,
 }
@@ -84,11 +83,7 @@ impl Actor for Shard {
         myself: ActorRef<ShardMsg>,
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
-        *args
-            .slot
-            .actor
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(myself.clone());
+        args.slot.actor.set(Some(myself.clone()));
         // Whatever queued while no actor was listening is drained now.
         args.slot.scheduled.store(true, Ordering::Release);
         myself.cast(ShardMsg::Drain)?;
@@ -191,17 +186,21 @@ impl ShardState {
             let Some(queued) = self.slot.queue.pop() else {
                 break;
             };
-            let click = enrich::enrich(&queued.raw, &self.config.trusted_proxies, &self.config.geo);
-            *counts.entry(queued.link.code.clone()).or_default() += 1;
-            // Nobody subscribed: no event to build (the common case for many accounts).
-            if self
-                .config
-                .fanout
-                .wanted(queued.link.account_id, "link.clicked")
-            {
-                let event =
-                    Event::link_clicked(queued.link.account_id, &queued.link.summary, &click);
-                deliveries.extend(self.config.fanout.prepare(&event));
+            let link = &queued.link;
+            let click = enrich::enrich(
+                &link.code,
+                &queued.raw,
+                &self.config.trusted_proxies,
+                &self.config.geo,
+            );
+            *counts.entry(link.code.clone()).or_default() += 1;
+            let wanted = self.config.fanout.prepare_if_wanted(
+                link.account_id,
+                EventType::LinkClicked,
+                || Event::link_clicked(link.account_id, &link.summary, &click),
+            );
+            if let Some((event, owed)) = wanted {
+                deliveries.extend(owed);
                 events.push(event);
             }
             clicks.push(click);
@@ -333,12 +332,7 @@ impl Actor for ClickSupervisor {
             SupervisorMsg::FlushAll(reply) => {
                 state.stopping = true;
                 for slot in &state.slots {
-                    let actor = slot
-                        .actor
-                        .read()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .clone();
-                    if let Some(actor) = actor {
+                    if let Some(actor) = slot.actor.get() {
                         let _ = actor.call(ShardMsg::FlushAll, None).await;
                     }
                 }
@@ -367,10 +361,7 @@ impl Actor for ClickSupervisor {
         if state.stopping {
             return Ok(());
         }
-        *state.slots[index]
-            .actor
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        state.slots[index].actor.set(None);
         if !state.restarts.try_restart(Instant::now()) {
             tracing::error!(shard = index, %reason, "click shard failed too often, not restarted; clicks are shed until restart");
             return Ok(());

@@ -32,7 +32,7 @@ pub async fn handle<B>(
 ) -> Response<Body> {
     let started = Instant::now();
     let metrics = &state.redirect_metrics;
-    let response = match state.cache.lookup(code).await {
+    let response = match state.cache.lookup_at(code, started).await {
         Ok(Lookup::Found(link)) => {
             let now = chrono::Utc::now();
             if link.is_gone(now.timestamp_millis()) {
@@ -56,7 +56,6 @@ pub async fn handle<B>(
                 if request.method() == Method::GET {
                     let h = request.headers();
                     let raw = RawClick {
-                        code: link.code.clone(),
                         at: now,
                         peer: peer.ip(),
                         user_agent: h.get(header::USER_AGENT).cloned(),

@@ -381,7 +381,7 @@ pub async fn retry(
     let handle = state
         .directory
         .handle(account, endpoint.id)
-        .and_then(|h| h.actor.read().ok().and_then(|a| a.clone()))
+        .and_then(|h| h.actor.get())
         .ok_or_else(|| {
             ApiError::conflict(
                 None,

@@ -189,21 +189,36 @@ fn attempt_key(attempt: &Attempt) -> Vec<u8> {
     key
 }
 
+/// A delivery encoded as its outbox row and index row.
+struct OutboxRow {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    index_key: Vec<u8>,
+    due: u64,
+}
+
+impl OutboxRow {
+    fn encode(d: &Delivery) -> StoreResult<Self> {
+        let due = due_millis(d);
+        Ok(Self {
+            key: outbox_key(d.endpoint_id, due, d.event_id),
+            value: to_json(d)?,
+            index_key: two_ids(d.endpoint_id, d.event_id),
+            due,
+        })
+    }
+
+    fn insert(self, s: &Inner, batch: &mut fjall::OwnedWriteBatch) {
+        batch.insert(&s.outbox, self.key, self.value);
+        batch.insert(&s.outbox_index, self.index_key, self.due.to_be_bytes());
+    }
+}
+
 impl Inner {
     /// Adds a delivery row to `batch`, removing its previous version if any.
     fn put_delivery(&self, batch: &mut fjall::OwnedWriteBatch, d: &Delivery) -> StoreResult<()> {
         self.remove_delivery(batch, d.endpoint_id, d.event_id)?;
-        let due = due_millis(d);
-        batch.insert(
-            &self.outbox,
-            outbox_key(d.endpoint_id, due, d.event_id),
-            to_json(d)?,
-        );
-        batch.insert(
-            &self.outbox_index,
-            two_ids(d.endpoint_id, d.event_id),
-            due.to_be_bytes(),
-        );
+        OutboxRow::encode(d)?.insert(self, batch);
         Ok(())
     }
 
@@ -235,17 +250,7 @@ impl Inner {
     ) -> StoreResult<()> {
         // New rows (the common case) have no earlier version to look up.
         for d in deliveries {
-            let due = due_millis(d);
-            batch.insert(
-                &self.outbox,
-                outbox_key(d.endpoint_id, due, d.event_id),
-                to_json(d)?,
-            );
-            batch.insert(
-                &self.outbox_index,
-                two_ids(d.endpoint_id, d.event_id),
-                due.to_be_bytes(),
-            );
+            OutboxRow::encode(d)?.insert(self, batch);
         }
         Ok(())
     }
@@ -488,15 +493,7 @@ impl Store for EmbeddedStore {
         let deliveries = batch
             .deliveries
             .iter()
-            .map(|d| {
-                let due = due_millis(d);
-                Ok((
-                    outbox_key(d.endpoint_id, due, d.event_id),
-                    to_json(d)?,
-                    two_ids(d.endpoint_id, d.event_id),
-                    due,
-                ))
-            })
+            .map(OutboxRow::encode)
             .collect::<StoreResult<Vec<_>>>()?;
         let counts = batch.counts.clone();
         self.blocking(move |s| {
@@ -504,9 +501,8 @@ impl Store for EmbeddedStore {
             for (key, value) in clicks {
                 write.insert(&s.clicks, key, value);
             }
-            for (key, value, index_key, due) in deliveries {
-                write.insert(&s.outbox, key, value);
-                write.insert(&s.outbox_index, index_key, due.to_be_bytes());
+            for row in deliveries {
+                row.insert(s, &mut write);
             }
             // One writer per code (its shard), so read-add-write loses no increment.
             for (code, add) in &counts {

@@ -128,7 +128,7 @@ impl Actor for EndpointActor {
         myself: ActorRef<EndpointMsg>,
         args: EndpointArgs,
     ) -> Result<EndpointState, ActorProcessingErr> {
-        args.handle.set_actor(Some(myself.clone()));
+        args.handle.actor.set(Some(myself.clone()));
         args.handle.queued.store(0, Ordering::Release);
         // Whatever is pending lives in the outbox: start by reading it.
         args.handle.spilled.store(true, Ordering::Release);

@@ -26,12 +26,12 @@ use std::sync::{
 };
 
 use chrono::Utc;
-use ractor::ActorRef;
 use uuid::Uuid;
 
 use crate::{
-    domain::{AccountId, Delivery, DeliveryStatus, Endpoint},
-    events::{Event, EventBus},
+    domain::{AccountId, Delivery, DeliveryStatus, Endpoint, filter_takes},
+    events::{Event, EventBus, EventType},
+    supervision::ActorSlot,
 };
 use endpoint::EndpointMsg;
 
@@ -43,7 +43,7 @@ pub struct EndpointHandle {
     pub id: Uuid,
     pub account_id: AccountId,
     subscription: RwLock<Subscription>,
-    pub(crate) actor: RwLock<Option<ActorRef<EndpointMsg>>>,
+    pub(crate) actor: ActorSlot<EndpointMsg>,
     /// Deliveries cast to the actor and not yet taken in.
     pub(crate) queued: AtomicUsize,
     /// Some deliveries live only in the outbox: the actor must reload.
@@ -62,28 +62,14 @@ impl EndpointHandle {
             .subscription
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        s.enabled && s.events.iter().any(|e| e == "*" || e == event_type)
-    }
-
-    fn actor(&self) -> Option<ActorRef<EndpointMsg>> {
-        self.actor
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn set_actor(&self, actor: Option<ActorRef<EndpointMsg>>) {
-        *self
-            .actor
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
+        s.enabled && filter_takes(&s.events, event_type)
     }
 
     /// Hands durable deliveries to the actor, or leaves them in the outbox when
     /// its mailbox is full or it is not running.
     fn hand_over(&self, deliveries: Vec<Delivery>) {
         let n = deliveries.len();
-        let actor = self.actor();
+        let actor = self.actor.get();
         match actor {
             Some(actor) if self.queued.load(Ordering::Acquire) + n <= MAILBOX_CAP => {
                 self.queued.fetch_add(n, Ordering::AcqRel);
@@ -95,7 +81,7 @@ impl EndpointHandle {
             _ => {
                 self.spilled.store(true, Ordering::Release);
                 metrics::counter!(crate::metrics::WEBHOOK_SPILLED).increment(n as u64);
-                if let Some(actor) = self.actor() {
+                if let Some(actor) = self.actor.get() {
                     let _ = actor.cast(EndpointMsg::Pump);
                 }
             }
@@ -140,7 +126,7 @@ impl WebhookDirectory {
             id: endpoint.id,
             account_id: endpoint.account_id,
             subscription: RwLock::new(subscription),
-            actor: RwLock::new(None),
+            actor: ActorSlot::empty(),
             queued: AtomicUsize::new(0),
             spilled: AtomicBool::new(false),
         });
@@ -166,24 +152,16 @@ impl WebhookDirectory {
         removed
     }
 
-    /// Whether any enabled endpoint of the account wants this event type.
-    pub fn wants(&self, account: AccountId, event_type: &str) -> bool {
-        self.by_account
-            .pin()
-            .get(&account)
-            .is_some_and(|handles| handles.iter().any(|h| h.wants(event_type)))
-    }
-
-    /// One pending delivery per enabled endpoint of the account that wants this event.
-    pub fn deliveries_for(&self, event: &Event) -> Vec<Delivery> {
+    /// The enabled endpoints of the account that want this event type.
+    pub fn subscribers(&self, account: AccountId, event_type: EventType) -> Vec<Uuid> {
         let map = self.by_account.pin();
-        let Some(handles) = map.get(&event.account_id) else {
+        let Some(handles) = map.get(&account) else {
             return Vec::new();
         };
         handles
             .iter()
-            .filter(|h| h.wants(event.event_type.as_str()))
-            .map(|h| delivery(h.id, event))
+            .filter(|h| h.wants(event_type.as_str()))
+            .map(|h| h.id)
             .collect()
     }
 
@@ -230,13 +208,33 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// Whether an event of this type for this account would reach anyone.
-    pub fn wanted(&self, account: AccountId, event_type: &str) -> bool {
-        self.bus.has_subscribers() || self.directory.wants(account, event_type)
+    /// One pending delivery per enabled endpoint of the account that wants this event.
+    pub fn prepare(&self, event: &Event) -> Vec<Delivery> {
+        self.directory
+            .subscribers(event.account_id, event.event_type)
+            .into_iter()
+            .map(|id| delivery(id, event))
+            .collect()
     }
 
-    pub fn prepare(&self, event: &Event) -> Vec<Delivery> {
-        self.directory.deliveries_for(event)
+    /// Like `prepare`, but builds the event only when someone listens (the
+    /// common case for many accounts is nobody), asking the directory once.
+    pub fn prepare_if_wanted(
+        &self,
+        account: AccountId,
+        event_type: EventType,
+        build: impl FnOnce() -> Event,
+    ) -> Option<(Event, Vec<Delivery>)> {
+        let subscribers = self.directory.subscribers(account, event_type);
+        if subscribers.is_empty() && !self.bus.has_subscribers() {
+            return None;
+        }
+        let event = build();
+        let deliveries = subscribers
+            .into_iter()
+            .map(|id| delivery(id, &event))
+            .collect();
+        Some((event, deliveries))
     }
 
     pub fn committed(&self, event: Event, deliveries: Vec<Delivery>) {

@@ -72,12 +72,8 @@ impl WebhookSupervisor {
         let Some(handle) = state.ctx.directory.by_id.pin().get(&id).cloned() else {
             return;
         };
-        let actor = handle
-            .actor
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        handle.set_actor(None);
+        let actor = handle.actor.get();
+        handle.actor.set(None);
         if let Some(actor) = actor {
             let _ = actor
                 .stop_and_wait(None, Some(Duration::from_secs(10)))
@@ -122,12 +118,7 @@ impl Actor for WebhookSupervisor {
         match msg {
             SupervisorMsg::Upsert(endpoint) => {
                 let handle = state.ctx.directory.upsert(&endpoint);
-                let actor = handle
-                    .actor
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .clone();
-                match actor {
+                match handle.actor.get() {
                     Some(actor) => {
                         let _ = actor.cast(EndpointMsg::Update(endpoint));
                     }
@@ -177,7 +168,7 @@ impl Actor for WebhookSupervisor {
         }
         let handle = state.ctx.directory.by_id.pin().get(&id).cloned();
         if let Some(handle) = &handle {
-            handle.set_actor(None);
+            handle.actor.set(None);
         }
         let budget = state
             .restarts
@@ -211,10 +202,8 @@ pub fn crash_endpoint(directory: &super::WebhookDirectory, id: Uuid) -> bool {
     let Some(handle) = directory.by_id.pin().get(&id).cloned() else {
         return false;
     };
-    let actor = handle
+    handle
         .actor
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
-    actor.is_some_and(|a| a.cast(EndpointMsg::Crash).is_ok())
+        .get()
+        .is_some_and(|a| a.cast(EndpointMsg::Crash).is_ok())
 }
