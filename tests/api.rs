@@ -515,3 +515,45 @@ async fn restart_keeps_links_keys_and_counts() {
     assert_eq!(server.click_count(&key, "kept").await, 8);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn redirects_and_the_api_speak_http2() {
+    use http_body_util::{BodyExt, Full};
+    let server = TestServer::start("").await;
+    let key = server.account("acme").await;
+    server
+        .link(
+            &key,
+            json!({"destination": "https://example.com/h2", "code": "h2"}),
+        )
+        .await;
+    // Prior-knowledge HTTP/2 (h2c), as a proxy in front of relurl would speak it.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let redirect = client
+        .request(
+            http::Request::get(server.url("/h2"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .expect("h2 request");
+    assert_eq!(redirect.version(), http::Version::HTTP_2);
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    assert_eq!(redirect.headers()["location"], "https://example.com/h2");
+    let api = client
+        .request(
+            http::Request::get(server.url("/v1/links/h2"))
+                .header("authorization", format!("Bearer {key}"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .expect("h2 request");
+    assert_eq!(api.version(), http::Version::HTTP_2);
+    assert_eq!(api.status(), StatusCode::OK);
+    let body = api.into_body().collect().await.unwrap().to_bytes();
+    let link: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(link["code"], "h2");
+}

@@ -288,6 +288,8 @@ async fn failed_attempts_are_retried_on_the_schedule_with_the_same_event() {
     assert_eq!(items[0]["status"], "succeeded");
     assert_eq!(items[0]["attempt"], 3);
     assert_eq!(items[0]["status_code"], 200);
+    // The receiver's answer is kept in the log.
+    assert_eq!(items[0]["response_body"], "ok");
     assert_eq!(items[2]["status"], "pending");
     assert_eq!(items[2]["status_code"], 500);
     assert!(items[2]["next_attempt_at"].is_string());
