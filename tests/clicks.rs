@@ -2,12 +2,10 @@
 //! counts, and the fraud detector.
 
 mod common;
-#[path = "common/mmdb.rs"]
-mod mmdb;
 
 use std::{sync::Arc, time::Duration};
 
-use common::TestServer;
+use common::{TestServer, mmdb};
 use http::StatusCode;
 use relurl::events::{Event, EventType};
 use serde_json::{Value, json};

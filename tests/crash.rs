@@ -3,8 +3,6 @@
 //! receiver back, every event is delivered at least once.
 
 mod common;
-#[path = "common/receiver.rs"]
-mod receiver;
 
 use std::{
     collections::BTreeSet,
@@ -14,8 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{ADMIN, TestServer};
-use receiver::Receiver;
+use common::{ADMIN, TestServer, receiver::Receiver};
 use serde_json::json;
 
 struct Server {

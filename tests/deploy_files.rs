@@ -4,12 +4,10 @@
 //! the server really exports (read from a live `/metrics`).
 
 mod common;
-#[path = "common/receiver.rs"]
-mod receiver;
 
 use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
 
-use common::TestServer;
+use common::{TestServer, receiver};
 use serde_json::{Value, json};
 
 fn root() -> &'static Path {

@@ -3,14 +3,10 @@
 //! after a restart everything is still there.
 
 mod common;
-#[path = "common/cql.rs"]
-mod cql;
-#[path = "common/receiver.rs"]
-mod receiver;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, cql, receiver};
 use http::StatusCode;
 use serde_json::json;
 

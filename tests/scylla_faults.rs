@@ -6,14 +6,10 @@
 //! only when `RELURL_TEST_SCYLLA_FAULTS=1` (CI, which owns that server).
 
 mod common;
-#[path = "common/cql.rs"]
-mod cql;
-#[path = "common/receiver.rs"]
-mod receiver;
 
 use std::{process::Command, sync::Arc, time::Duration};
 
-use common::TestServer;
+use common::{TestServer, cql, receiver};
 use http::StatusCode;
 use serde_json::json;
 

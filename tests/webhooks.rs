@@ -4,16 +4,16 @@
 //! limits, SSRF refusals, rotation, expiry and auto-disable.
 
 mod common;
-#[path = "common/receiver.rs"]
-mod receiver;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use common::TestServer;
+use common::{
+    TestServer,
+    receiver::{Answer, Received, Receiver},
+};
 use hmac::{Hmac, KeyInit, Mac};
 use http::StatusCode;
-use receiver::{Answer, Received, Receiver};
 use serde_json::{Value, json};
 use sha2::Sha256;
 

@@ -1,7 +1,6 @@
 //! Where the CQL server for the scylla-backend tests is: `RELURL_TEST_SCYLLA`
 //! (host:port). Without it the tests say so and pass, unless
 //! `RELURL_REQUIRE_SCYLLA=1`, which makes its absence a failure.
-#![allow(dead_code)]
 
 pub fn node() -> Option<String> {
     match std::env::var("RELURL_TEST_SCYLLA") {

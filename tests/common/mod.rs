@@ -1,6 +1,14 @@
-//! A real relurl server on an ephemeral port with a temp data dir, and a small
-//! HTTP client to talk to it.
+//! Shared by every integration test binary (each does `mod common;`): a real
+//! relurl server on an ephemeral port with a temp data dir and a small HTTP
+//! client to talk to it, metric readings from its `/metrics`, and waiting on a
+//! condition with a deadline. Webhook receivers, the CQL node and MaxMind files
+//! live in the submodules.
+// Each test binary uses a different part of this module.
 #![allow(dead_code)]
+
+pub mod cql;
+pub mod mmdb;
+pub mod receiver;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -243,22 +251,43 @@ pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
-/// Asks until `check` gives an answer, for state the server settles in the
-/// background (an outcome written after the receiver answered). Gives up after 10 s.
-pub async fn eventually<T, F, Fut>(mut check: F) -> T
+/// One series of the server's own `/metrics`, written `name` or
+/// `name{label="value",...}` (matching series summed; 0 when absent). The
+/// recorder is process-global, so tests read it before and after an action and
+/// assert on the difference, never on the absolute value.
+pub async fn metric(server: &TestServer, series: &str) -> f64 {
+    let (name, labels) = match series.split_once('{') {
+        Some((name, labels)) => (name, labels.trim_end_matches('}')),
+        None => (series, ""),
+    };
+    metric_value(&server.metrics_text().await, name, labels)
+}
+
+/// Asks `check` until it gives an answer, for state the server settles in the
+/// background; panics naming `what` if none came `within`.
+pub async fn wait_until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(answer) = check().await {
             return answer;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "condition not met within 10 s"
+            "gave up after {within:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// [`wait_until`] with a deadline generous enough for a busy machine.
+pub async fn eventually<T, F, Fut>(check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_until(Duration::from_secs(30), "a condition", check).await
 }

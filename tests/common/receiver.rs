@@ -1,6 +1,5 @@
 //! A real HTTP receiver on loopback: records every webhook it gets and answers
 //! with the behaviour the test scripts (status, Retry-After, or a slow answer).
-#![allow(dead_code)]
 
 use std::{
     collections::VecDeque,
