@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{TestServer, metric_value};
+use common::{TestServer, metric};
 use http::StatusCode;
 use serde_json::json;
 
@@ -23,6 +23,7 @@ async fn a_flooded_shard_sheds_detail_but_keeps_counts() {
             json!({"destination": "https://example.com", "code": "flood"}),
         )
         .await;
+    let shed_before = metric(&server, "relurl_clicks_shed_total").await;
 
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -36,10 +37,9 @@ async fn a_flooded_shard_sheds_detail_but_keeps_counts() {
     for t in tasks {
         t.await.unwrap();
     }
-    let text = server.metrics_text().await;
-    let depth = metric_value(&text, "relurl_clicks_shard_queue_depth", "");
+    let depth = metric(&server, "relurl_clicks_shard_queue_depth").await;
     assert!(depth <= 16.0, "queue depth {depth} past its bound");
-    let shed = metric_value(&text, "relurl_clicks_shed_total", "");
+    let shed = metric(&server, "relurl_clicks_shed_total").await - shed_before;
     assert!(shed >= 400.0 - 16.0 * 2.0, "only {shed} shed");
 
     let server = Arc::into_inner(server).expect("sole owner");
