@@ -8,6 +8,9 @@
 //! - failures and other notable happenings are typed [`events`] whose `emit()`
 //!   writes the log line and counts it together.
 
+// Handle structs register their series when built; a `Default` would hide that.
+#![allow(clippy::new_without_default)]
+
 pub mod events;
 
 use std::sync::OnceLock;
@@ -168,12 +171,6 @@ impl CacheMetrics {
     }
 }
 
-impl Default for CacheMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Redirect answers, pre-registered per status so the hot path never hashes a key.
 #[derive(Clone)]
 pub struct RedirectMetrics {
@@ -206,12 +203,6 @@ impl RedirectMetrics {
             .iter()
             .find(|(s, _)| *s == status)
             .map_or(&self.other, |(_, c)| c)
-    }
-}
-
-impl Default for RedirectMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -249,12 +240,6 @@ impl ClickFlushMetrics {
     }
 }
 
-impl Default for ClickFlushMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The fraud detector's windows (disabled links are [`events::LinkDisabledForFraud`]).
 pub struct FraudMetrics {
     pub tracked: Gauge,
@@ -269,12 +254,6 @@ impl FraudMetrics {
             evicted: counter!(FRAUD_WINDOWS_EVICTED),
             untracked: counter!(FRAUD_CLICKS_UNTRACKED),
         }
-    }
-}
-
-impl Default for FraudMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -297,12 +276,6 @@ impl EventBusMetrics {
             .position(|t| *t == event_type)
             .unwrap_or(0);
         &self.published[i]
-    }
-}
-
-impl Default for EventBusMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -334,12 +307,6 @@ impl WebhookMetrics {
             .position(|k| *k == kind)
             .unwrap_or(0);
         &self.outcomes[i]
-    }
-}
-
-impl Default for WebhookMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
