@@ -13,7 +13,10 @@ use serde_json::{Value, json, value::RawValue};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::domain::{AccountId, Click, Link, Location};
+use crate::{
+    domain::{AccountId, Click, Link, Location},
+    metrics::EventBusMetrics,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -224,15 +227,14 @@ impl Event {
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
-    published: [metrics::Counter; 5],
+    metrics: EventBusMetrics,
 }
 
 impl EventBus {
     pub fn new(capacity: usize) -> Self {
         Self {
             tx: broadcast::channel(capacity).0,
-            published: EventType::ALL
-                .map(|t| metrics::counter!(crate::metrics::EVENTS_PUBLISHED, "type" => t.as_str())),
+            metrics: EventBusMetrics::new(),
         }
     }
 
@@ -242,11 +244,7 @@ impl EventBus {
     }
 
     pub fn publish(&self, event: Event) {
-        let index = EventType::ALL
-            .iter()
-            .position(|t| *t == event.event_type)
-            .unwrap_or(0);
-        self.published[index].increment(1);
+        self.metrics.published(event.event_type).increment(1);
         // Nobody listening is not an error; skip the allocation then.
         if self.tx.receiver_count() > 0 {
             let _ = self.tx.send(Arc::new(event));

@@ -8,7 +8,12 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use crate::{events::Event, store::SharedStore, webhooks::Fanout};
+use crate::{
+    events::Event,
+    metrics::events::{LinkExpired, StoreFailed, StoreOp},
+    store::SharedStore,
+    webhooks::Fanout,
+};
 
 /// How often the store is asked for links that have expired.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -20,7 +25,6 @@ pub async fn run(
     public_base_url: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    let fired = metrics::counter!(crate::metrics::EXPIRIES_FIRED);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -32,8 +36,7 @@ pub async fn run(
             let due = match store.due_expiries(Utc::now(), BATCH).await {
                 Ok(due) => due,
                 Err(e) => {
-                    crate::metrics::store_error("due_expiries");
-                    tracing::warn!(error = %e, "cannot read expiring links");
+                    StoreFailed::new(StoreOp::DueExpiries, &e).emit();
                     break;
                 }
             };
@@ -43,13 +46,12 @@ pub async fn run(
                 let deliveries = fanout.prepare(&event);
                 match store.mark_expired(&link, &deliveries).await {
                     Ok(()) => {
-                        fired.increment(1);
+                        LinkExpired { code: &link.code }.emit();
                         fanout.committed(event, deliveries);
                     }
-                    Err(e) => {
-                        crate::metrics::store_error("mark_expired");
-                        tracing::warn!(code = %link.code, error = %e, "expiry not recorded, will retry");
-                    }
+                    Err(e) => StoreFailed::new(StoreOp::MarkExpired, &e)
+                        .code(&link.code)
+                        .emit(),
                 }
             }
             if n < BATCH {

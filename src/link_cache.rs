@@ -21,7 +21,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::{
     domain::{AccountId, Link},
-    metrics::CacheMetrics,
+    metrics::{CacheMetrics, events::StaleLinkServed},
     store::{SharedStore, StoreResult},
 };
 
@@ -142,8 +142,12 @@ impl LinkCache {
         };
         self.metrics.misses.increment(1);
         match (self.load(code).await, stale) {
-            (Err(_), Some(link)) => {
-                self.metrics.stale.increment(1);
+            (Err(error), Some(link)) => {
+                StaleLinkServed {
+                    code,
+                    error: &error,
+                }
+                .emit();
                 Ok(Lookup::Found(link))
             }
             (result, _) => result,

@@ -26,7 +26,7 @@ use crossbeam_queue::ArrayQueue;
 use metrics::{Counter, Gauge};
 use tokio::sync::{Notify, oneshot};
 
-use crate::{link_cache::CachedLink, supervision::ActorSlot};
+use crate::{link_cache::CachedLink, metrics::ClickQueueMetrics, supervision::ActorSlot};
 pub use enrich::RawClick;
 pub use shard::{ClickPipelineConfig, ShardMsg};
 
@@ -57,6 +57,11 @@ pub struct ShardSlot {
 
 impl ShardSlot {
     fn new(index: usize, capacity: usize) -> Self {
+        let ClickQueueMetrics {
+            depth,
+            received,
+            shed,
+        } = ClickQueueMetrics::new(index);
         Self {
             queue: ArrayQueue::new(capacity),
             shed: papaya::HashMap::new(),
@@ -64,9 +69,9 @@ impl ShardSlot {
             urgent: AtomicBool::new(false),
             actor: ActorSlot::empty(),
             space: Notify::new(),
-            depth: metrics::gauge!(crate::metrics::CLICKS_QUEUE_DEPTH, "shard" => index.to_string()),
-            received: metrics::counter!(crate::metrics::CLICKS_RECEIVED),
-            shed_total: metrics::counter!(crate::metrics::CLICKS_SHED),
+            depth,
+            received,
+            shed_total: shed,
         }
     }
 

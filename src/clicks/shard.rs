@@ -12,11 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::{Counter, Histogram};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::oneshot;
 
 use super::{ShardSlot, enrich};
+use crate::metrics::events::{ActorGaveUp, ActorRestarted, ClickFlushRefused, Supervised};
 use crate::{
     clicks::enrich::GeoIp,
     events::{Event, EventType},
@@ -58,10 +58,7 @@ pub struct ShardState {
     /// A batch the store refused, retried before anything new is taken.
     unwritten: Option<PendingBatch>,
     retry_delay: Duration,
-    persisted: Counter,
-    batch_size: Histogram,
-    flush_latency: Histogram,
-    flush_errors: Counter,
+    metrics: crate::metrics::ClickFlushMetrics,
 }
 
 struct PendingBatch {
@@ -92,10 +89,7 @@ impl Actor for Shard {
             config: args.config,
             unwritten: None,
             retry_delay: Duration::from_millis(50),
-            persisted: metrics::counter!(crate::metrics::CLICKS_PERSISTED),
-            batch_size: metrics::histogram!(crate::metrics::CLICKS_BATCH_SIZE),
-            flush_latency: metrics::histogram!(crate::metrics::CLICKS_FLUSH_LATENCY),
-            flush_errors: metrics::counter!(crate::metrics::CLICKS_FLUSH_ERRORS),
+            metrics: crate::metrics::ClickFlushMetrics::new(),
         })
     }
 
@@ -158,14 +152,18 @@ impl ShardState {
             let started = Instant::now();
             match self.config.store.record_clicks(&pending.batch).await {
                 Ok(()) => {
-                    self.flush_latency.record(started.elapsed().as_secs_f64());
+                    self.metrics
+                        .flush_latency
+                        .record(started.elapsed().as_secs_f64());
                     self.retry_delay = Duration::from_millis(50);
                     self.deliver(pending);
                 }
                 Err(e) => {
-                    self.flush_errors.increment(1);
-                    crate::metrics::store_error("record_clicks");
-                    tracing::warn!(error = %e, clicks = pending.batch.clicks.len(), "click batch not written, will retry");
+                    ClickFlushRefused {
+                        error: &e,
+                        clicks: pending.batch.clicks.len(),
+                    }
+                    .emit();
                     self.unwritten = Some(pending);
                     self.slot.depth.set(self.slot.queue.len() as f64);
                     return false;
@@ -235,8 +233,8 @@ impl ShardState {
     /// The batch is durable: acknowledge, count, check for fraud, publish.
     fn deliver(&mut self, pending: PendingBatch) {
         let n = pending.batch.clicks.len();
-        self.batch_size.record(n as f64);
-        self.persisted.increment(n as u64);
+        self.metrics.batch_size.record(n as f64);
+        self.metrics.persisted.increment(n as u64);
         for ack in pending.acks {
             let _ = ack.send(());
         }
@@ -267,7 +265,6 @@ pub struct SupervisorState {
     config: Arc<ClickPipelineConfig>,
     children: HashMap<ractor::ActorId, usize>,
     restarts: RestartBudget,
-    restart_counter: Counter,
     /// Set by the shutdown flush: shards that stop now are not restarted.
     stopping: bool,
 }
@@ -313,7 +310,6 @@ impl Actor for ClickSupervisor {
             config: args.config,
             children: HashMap::new(),
             restarts: RestartBudget::new(MAX_RESTARTS_PER_MINUTE),
-            restart_counter: metrics::counter!(crate::metrics::SHARD_RESTARTS),
             stopping: false,
         };
         for index in 0..state.slots.len() {
@@ -363,11 +359,18 @@ impl Actor for ClickSupervisor {
         }
         state.slots[index].actor.set(None);
         if !state.restarts.try_restart(Instant::now()) {
-            tracing::error!(shard = index, %reason, "click shard failed too often, not restarted; clicks are shed until restart");
+            ActorGaveUp {
+                actor: Supervised::ClickShard(index),
+                reason: &reason,
+            }
+            .emit();
             return Ok(());
         }
-        state.restart_counter.increment(1);
-        tracing::warn!(shard = index, %reason, "click shard failed, restarting");
+        ActorRestarted {
+            actor: Supervised::ClickShard(index),
+            reason: &reason,
+        }
+        .emit();
         Self::spawn_shard(&myself, state, index).await
     }
 }

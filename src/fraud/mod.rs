@@ -10,11 +10,11 @@ pub mod window;
 use std::sync::Arc;
 
 use chrono::Utc;
-use metrics::{Counter, Gauge};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::metrics::events::{LinkDisabledForFraud, StoreFailed, StoreOp};
 use crate::{
     config::FraudConfig,
     domain::{Click, Incident},
@@ -71,10 +71,7 @@ pub struct FraudArgs {
 pub struct FraudState {
     args: FraudArgs,
     windows: FraudWindows,
-    tracked: Gauge,
-    evicted: Counter,
-    untracked: Counter,
-    disabled: Counter,
+    metrics: crate::metrics::FraudMetrics,
 }
 
 pub struct FraudDetector;
@@ -104,10 +101,7 @@ impl Actor for FraudDetector {
         Ok(FraudState {
             args,
             windows,
-            tracked: metrics::gauge!(crate::metrics::FRAUD_WINDOWS),
-            evicted: metrics::counter!(crate::metrics::FRAUD_WINDOWS_EVICTED),
-            untracked: metrics::counter!(crate::metrics::FRAUD_CLICKS_UNTRACKED),
-            disabled: metrics::counter!(crate::metrics::FRAUD_LINKS_DISABLED),
+            metrics: crate::metrics::FraudMetrics::new(),
         })
     }
 
@@ -132,20 +126,20 @@ impl Actor for FraudDetector {
                     };
                     match state.windows.observe(key, now) {
                         Observation::Tripped { clicks } => tripped.push((code, range, clicks)),
-                        Observation::Untracked => state.untracked.increment(1),
+                        Observation::Untracked => state.metrics.untracked.increment(1),
                         Observation::Counted => {}
                     }
                 }
                 let swept = state.windows.sweep(latest);
-                state.evicted.increment(swept as u64);
-                state.tracked.set(state.windows.len() as f64);
+                state.metrics.evicted.increment(swept as u64);
+                state.metrics.tracked.set(state.windows.len() as f64);
                 for (code, range, clicks) in tripped {
                     state.disable(&code, range.to_string(), clicks).await;
                 }
             }
             FraudMsg::Forget(code) => {
                 state.windows.forget_code(&code);
-                state.tracked.set(state.windows.len() as f64);
+                state.metrics.tracked.set(state.windows.len() as f64);
             }
         }
         Ok(())
@@ -159,8 +153,7 @@ impl FraudState {
             Ok(Some(link)) => link,
             Ok(None) => return,
             Err(e) => {
-                crate::metrics::store_error("get_link");
-                tracing::error!(code, error = %e, "fraud: cannot read link to disable it");
+                StoreFailed::new(StoreOp::GetLink, &e).code(code).emit();
                 return;
             }
         };
@@ -191,13 +184,16 @@ impl FraudState {
         );
         let deliveries = self.args.fanout.prepare(&event);
         if let Err(e) = self.args.store.update_link(&updated, &deliveries).await {
-            crate::metrics::store_error("update_link");
-            tracing::error!(code, error = %e, "fraud: cannot disable link");
+            StoreFailed::new(StoreOp::UpdateLink, &e).code(code).emit();
             return;
         }
         self.args.cache.put(&updated);
-        self.disabled.increment(1);
-        tracing::warn!(code, %ip_range, clicks, "fraud: link disabled");
+        LinkDisabledForFraud {
+            code,
+            ip_range: &ip_range,
+            clicks,
+        }
+        .emit();
         let incident = Incident {
             id: Uuid::now_v7(),
             account_id: link.account_id,
@@ -208,8 +204,9 @@ impl FraudState {
             at: updated.updated_at,
         };
         if let Err(e) = self.args.store.record_incident(&incident).await {
-            crate::metrics::store_error("record_incident");
-            tracing::error!(code, error = %e, "fraud: incident not recorded");
+            StoreFailed::new(StoreOp::RecordIncident, &e)
+                .code(code)
+                .emit();
         }
         self.args.fanout.committed(event, deliveries);
     }

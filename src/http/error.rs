@@ -8,7 +8,10 @@ use axum::{
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
-use crate::store::StoreError;
+use crate::{
+    metrics::events::{StoreFailed, StoreOp},
+    store::StoreError,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -107,17 +110,15 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::BadCursor => ApiError::bad_parameter("cursor", "cursor is not valid"),
-            StoreError::Backend(_) => {
-                tracing::warn!(error = %e, "store unavailable");
-                ApiError::unavailable("the store is unavailable, try again")
+        let answer = match &e {
+            StoreError::BadCursor => {
+                return ApiError::bad_parameter("cursor", "cursor is not valid");
             }
-            StoreError::Corrupt(_) => {
-                tracing::error!(error = %e, "corrupt record");
-                ApiError::internal("a stored record could not be read")
-            }
-        }
+            StoreError::Backend(_) => ApiError::unavailable("the store is unavailable, try again"),
+            StoreError::Corrupt(_) => ApiError::internal("a stored record could not be read"),
+        };
+        StoreFailed::new(StoreOp::Api, &e).emit();
+        answer
     }
 }
 

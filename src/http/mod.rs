@@ -40,7 +40,7 @@ use crate::{
     config::Config,
     fraud::FraudHandle,
     link_cache::LinkCache,
-    metrics::RedirectMetrics,
+    metrics::{RedirectMetrics, events::AcceptFailed},
     store::SharedStore,
     webhooks::{Fanout, WebhookDirectory, supervisor::SupervisorMsg},
 };
@@ -154,7 +154,7 @@ pub async fn serve(
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    AcceptFailed { error: &e }.emit();
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

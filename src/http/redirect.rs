@@ -11,6 +11,7 @@ use crate::{
     clicks::RawClick,
     domain::{RESERVED_CODES, destination_with_query, is_code_shaped},
     link_cache::Lookup,
+    metrics::events::{StoreFailed, StoreOp},
 };
 
 const CACHE_CONTROL_VALUE: HeaderValue = HeaderValue::from_static("private, max-age=0");
@@ -69,8 +70,7 @@ pub async fn handle<B>(
         }
         Ok(Lookup::NotFound) => ApiError::not_found("link").into_response(),
         Err(e) => {
-            crate::metrics::store_error("get_link");
-            tracing::warn!(error = %e, "redirect lookup failed");
+            StoreFailed::new(StoreOp::GetLink, &e).code(code).emit();
             ApiError::unavailable("the store is unavailable, try again").into_response()
         }
     };

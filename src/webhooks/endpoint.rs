@@ -27,6 +27,7 @@ use super::{
     policy::{self, OutcomeKind},
     signer,
 };
+use crate::metrics::events::{EndpointDisabled, OutcomesNotSaved, StoreFailed, StoreOp};
 use crate::{
     config::WebhooksConfig,
     domain::{Attempt, AttemptStatus, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint},
@@ -161,7 +162,12 @@ impl Actor for EndpointActor {
         if !state.unsaved.is_empty() {
             let batch = std::mem::take(&mut state.unsaved);
             if let Err(e) = state.ctx.store.save_outcomes(&batch).await {
-                tracing::warn!(endpoint = %state.endpoint.id, error = %e, "outcomes not written at stop");
+                OutcomesNotSaved {
+                    error: &e,
+                    attempts: batch.len(),
+                    endpoint: Some(state.endpoint.id),
+                }
+                .emit();
             }
         }
         state
@@ -198,11 +204,8 @@ impl Actor for EndpointActor {
                 state.settle(*finished).await;
                 state.save(&myself);
             }
-            EndpointMsg::Saved { ok, settled } => {
+            EndpointMsg::Saved { settled, .. } => {
                 state.saving = false;
-                if !ok {
-                    state.ctx.metrics.save_errors.increment(1);
-                }
                 for id in settled {
                     state.in_memory.remove(&id);
                     if state.loading {
@@ -309,8 +312,9 @@ impl EndpointState {
                 let loaded = match store.due_deliveries(endpoint, limit).await {
                     Ok(ds) => ds,
                     Err(e) => {
-                        tracing::warn!(%endpoint, error = %e, "cannot read pending deliveries");
-                        crate::metrics::store_error("due_deliveries");
+                        StoreFailed::new(StoreOp::DueDeliveries, &e)
+                            .endpoint(endpoint)
+                            .emit();
                         // Nothing read: try again later.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         let _ = myself.cast(EndpointMsg::Loaded(Vec::new(), 0));
@@ -503,8 +507,12 @@ impl EndpointState {
             let ok = match store.save_outcomes(&batch).await {
                 Ok(()) => true,
                 Err(e) => {
-                    crate::metrics::store_error("save_outcomes");
-                    tracing::warn!(error = %e, attempts = batch.len(), "delivery outcomes not written");
+                    OutcomesNotSaved {
+                        error: &e,
+                        attempts: batch.len(),
+                        endpoint: None,
+                    }
+                    .emit();
                     false
                 }
             };
@@ -539,16 +547,20 @@ impl EndpointState {
             "disabled automatically: the last {n} deliveries failed"
         ));
         self.endpoint.updated_at = Utc::now();
-        self.ctx.metrics.disabled.increment(1);
-        tracing::warn!(endpoint = %self.endpoint.id, failed = n, "endpoint disabled after failed deliveries");
+        EndpointDisabled {
+            endpoint: self.endpoint.id,
+            failed: n,
+        }
+        .emit();
         self.persist_endpoint().await;
         self.ctx.directory.upsert(&self.endpoint);
     }
 
     async fn persist_endpoint(&self) {
         if let Err(e) = self.ctx.store.update_endpoint(&self.endpoint).await {
-            crate::metrics::store_error("update_endpoint");
-            tracing::warn!(endpoint = %self.endpoint.id, error = %e, "endpoint state not written");
+            StoreFailed::new(StoreOp::UpdateEndpoint, &e)
+                .endpoint(self.endpoint.id)
+                .emit();
         }
     }
 

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::{
     domain::{AccountId, Delivery, DeliveryStatus, Endpoint, filter_takes},
     events::{Event, EventBus, EventType},
+    metrics::events::DeliveriesSpilled,
     supervision::ActorSlot,
 };
 use endpoint::EndpointMsg;
@@ -80,7 +81,11 @@ impl EndpointHandle {
             }
             _ => {
                 self.spilled.store(true, Ordering::Release);
-                metrics::counter!(crate::metrics::WEBHOOK_SPILLED).increment(n as u64);
+                DeliveriesSpilled {
+                    endpoint: self.id,
+                    deliveries: n,
+                }
+                .emit();
                 if let Some(actor) = self.actor.get() {
                     let _ = actor.cast(EndpointMsg::Pump);
                 }

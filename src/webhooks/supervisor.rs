@@ -15,6 +15,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use uuid::Uuid;
 
 use super::endpoint::{EndpointActor, EndpointArgs, EndpointContext, EndpointMsg};
+use crate::metrics::events::{ActorGaveUp, ActorRestarted, EndpointReloadFailed, Supervised};
 use crate::{domain::Endpoint, supervision::RestartBudget};
 
 const MAX_RESTARTS_PER_MINUTE: usize = 5;
@@ -175,12 +176,18 @@ impl Actor for WebhookSupervisor {
             .entry(id)
             .or_insert_with(|| RestartBudget::new(MAX_RESTARTS_PER_MINUTE));
         if !budget.try_restart(Instant::now()) {
-            state.ctx.metrics.failing.increment(1.0);
-            tracing::error!(endpoint = %id, %reason, "endpoint actor failed too often; deliveries wait in the outbox");
+            ActorGaveUp {
+                actor: Supervised::Endpoint(id),
+                reason: &reason,
+            }
+            .emit();
             return Ok(());
         }
-        state.ctx.metrics.restarts.increment(1);
-        tracing::warn!(endpoint = %id, %reason, "endpoint actor failed, restarting");
+        ActorRestarted {
+            actor: Supervised::Endpoint(id),
+            reason: &reason,
+        }
+        .emit();
         // State comes back from the store, not from the failed actor.
         match state.ctx.store.get_endpoint(id).await {
             Ok(Some(endpoint)) if endpoint.enabled => {
@@ -188,8 +195,11 @@ impl Actor for WebhookSupervisor {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(endpoint = %id, error = %e, "cannot reload endpoint to restart it");
-                state.ctx.metrics.failing.increment(1.0);
+                EndpointReloadFailed {
+                    endpoint: id,
+                    error: &e,
+                }
+                .emit();
             }
         }
         Ok(())

@@ -1,0 +1,347 @@
+//! Telemetry events, after Vector's `internal_events`: each failure (or other
+//! happening worth a log line) is a typed value whose `emit()` writes the log
+//! line and counts it together, so the two cannot drift. Every series an event
+//! counts is registered at 0 by [`register`], so dashboards show 0, not "no data".
+
+use metrics::{counter, gauge};
+use tracing::field::display;
+use uuid::Uuid;
+
+use super::*;
+use crate::store::StoreError;
+
+/// Store operations whose failures are counted: the `operation` label's fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    GetLink,
+    UpdateLink,
+    RecordClicks,
+    RecordIncident,
+    DueDeliveries,
+    SaveOutcomes,
+    GetEndpoint,
+    UpdateEndpoint,
+    DueExpiries,
+    MarkExpired,
+    /// Any store call made while answering an API request.
+    Api,
+}
+
+impl StoreOp {
+    pub const ALL: [StoreOp; 11] = [
+        StoreOp::GetLink,
+        StoreOp::UpdateLink,
+        StoreOp::RecordClicks,
+        StoreOp::RecordIncident,
+        StoreOp::DueDeliveries,
+        StoreOp::SaveOutcomes,
+        StoreOp::GetEndpoint,
+        StoreOp::UpdateEndpoint,
+        StoreOp::DueExpiries,
+        StoreOp::MarkExpired,
+        StoreOp::Api,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::GetLink => "get_link",
+            StoreOp::UpdateLink => "update_link",
+            StoreOp::RecordClicks => "record_clicks",
+            StoreOp::RecordIncident => "record_incident",
+            StoreOp::DueDeliveries => "due_deliveries",
+            StoreOp::SaveOutcomes => "save_outcomes",
+            StoreOp::GetEndpoint => "get_endpoint",
+            StoreOp::UpdateEndpoint => "update_endpoint",
+            StoreOp::DueExpiries => "due_expiries",
+            StoreOp::MarkExpired => "mark_expired",
+            StoreOp::Api => "api",
+        }
+    }
+}
+
+/// Creates every series the events below count, at 0.
+pub(super) fn register() {
+    for operation in StoreOp::ALL {
+        counter!(STORE_ERRORS, "operation" => operation.as_str()).increment(0);
+    }
+    for name in [
+        HTTP_ACCEPT_ERRORS,
+        CACHE_STALE,
+        CLICKS_FLUSH_ERRORS,
+        SHARD_RESTARTS,
+        FRAUD_LINKS_DISABLED,
+        WEBHOOK_ENDPOINTS_DISABLED,
+        WEBHOOK_RESTARTS,
+        WEBHOOK_SPILLED,
+        WEBHOOK_SAVE_ERRORS,
+        EXPIRIES_FIRED,
+    ] {
+        counter!(name).increment(0);
+    }
+    gauge!(WEBHOOK_FAILING).increment(0.0);
+}
+
+fn count_store_error(operation: StoreOp) {
+    counter!(STORE_ERRORS, "operation" => operation.as_str()).increment(1);
+}
+
+/// A store call failed and the caller goes on without it (skips, retries
+/// later, or answers 503). Context the log should keep is added with the
+/// builder methods.
+pub struct StoreFailed<'a> {
+    operation: StoreOp,
+    error: &'a StoreError,
+    code: Option<&'a str>,
+    endpoint: Option<Uuid>,
+    items: Option<usize>,
+}
+
+impl<'a> StoreFailed<'a> {
+    pub fn new(operation: StoreOp, error: &'a StoreError) -> Self {
+        Self {
+            operation,
+            error,
+            code: None,
+            endpoint: None,
+            items: None,
+        }
+    }
+
+    /// The link the operation was about.
+    pub fn code(self, code: &'a str) -> Self {
+        Self {
+            code: Some(code),
+            ..self
+        }
+    }
+
+    /// The webhook endpoint the operation was about.
+    pub fn endpoint(self, endpoint: Uuid) -> Self {
+        Self {
+            endpoint: Some(endpoint),
+            ..self
+        }
+    }
+
+    /// How many records the refused batch held.
+    pub fn items(self, items: usize) -> Self {
+        Self {
+            items: Some(items),
+            ..self
+        }
+    }
+
+    pub fn emit(self) {
+        count_store_error(self.operation);
+        let operation = self.operation.as_str();
+        let (error, code, items) = (display(self.error), self.code, self.items);
+        let endpoint = self.endpoint.map(display);
+        // A corrupt record is damage or a bug, not an outage: it wants a person.
+        if matches!(self.error, StoreError::Corrupt(_)) {
+            tracing::error!(
+                operation,
+                error,
+                code,
+                endpoint,
+                items,
+                "store operation failed"
+            );
+        } else {
+            tracing::warn!(
+                operation,
+                error,
+                code,
+                endpoint,
+                items,
+                "store operation failed"
+            );
+        }
+    }
+}
+
+/// The store refused a click batch; the shard keeps it and retries.
+pub struct ClickFlushRefused<'a> {
+    pub error: &'a StoreError,
+    pub clicks: usize,
+}
+
+impl ClickFlushRefused<'_> {
+    pub fn emit(self) {
+        counter!(CLICKS_FLUSH_ERRORS).increment(1);
+        count_store_error(StoreOp::RecordClicks);
+        tracing::warn!(error = %self.error, clicks = self.clicks, "click batch not written, will retry");
+    }
+}
+
+/// A batch of delivery outcomes was not written (the deliveries stay due and
+/// may be sent again).
+pub struct OutcomesNotSaved<'a> {
+    pub error: &'a StoreError,
+    pub attempts: usize,
+    pub endpoint: Option<Uuid>,
+}
+
+impl OutcomesNotSaved<'_> {
+    pub fn emit(self) {
+        counter!(WEBHOOK_SAVE_ERRORS).increment(1);
+        count_store_error(StoreOp::SaveOutcomes);
+        let endpoint = self.endpoint.map(display);
+        tracing::warn!(error = %self.error, attempts = self.attempts, endpoint, "delivery outcomes not written");
+    }
+}
+
+/// The store could not be read, so a redirect was answered from a cached link
+/// past its TTL. Logged at debug: during an outage this fires per redirect,
+/// and the counters say it.
+pub struct StaleLinkServed<'a> {
+    pub code: &'a str,
+    pub error: &'a StoreError,
+}
+
+impl StaleLinkServed<'_> {
+    pub fn emit(self) {
+        counter!(CACHE_STALE).increment(1);
+        count_store_error(StoreOp::GetLink);
+        tracing::debug!(code = self.code, error = %self.error, "store unreachable, answered from a stale cached link");
+    }
+}
+
+/// The listener could not accept a connection (out of descriptors and the like).
+pub struct AcceptFailed<'a> {
+    pub error: &'a std::io::Error,
+}
+
+impl AcceptFailed<'_> {
+    pub fn emit(self) {
+        counter!(HTTP_ACCEPT_ERRORS).increment(1);
+        tracing::warn!(error = %self.error, "accept failed");
+    }
+}
+
+/// An actor some supervisor keeps alive.
+#[derive(Debug, Clone, Copy)]
+pub enum Supervised {
+    ClickShard(usize),
+    Endpoint(Uuid),
+}
+
+/// A supervised actor failed and was started again.
+pub struct ActorRestarted<'a> {
+    pub actor: Supervised,
+    pub reason: &'a str,
+}
+
+impl ActorRestarted<'_> {
+    pub fn emit(self) {
+        let reason = self.reason;
+        match self.actor {
+            Supervised::ClickShard(shard) => {
+                counter!(SHARD_RESTARTS).increment(1);
+                tracing::warn!(shard, reason, "click shard failed, restarting");
+            }
+            Supervised::Endpoint(id) => {
+                counter!(WEBHOOK_RESTARTS).increment(1);
+                tracing::warn!(endpoint = %id, reason, "endpoint actor failed, restarting");
+            }
+        }
+    }
+}
+
+/// A supervised actor failed more often than its restart budget allows and is
+/// left stopped.
+pub struct ActorGaveUp<'a> {
+    pub actor: Supervised,
+    pub reason: &'a str,
+}
+
+impl ActorGaveUp<'_> {
+    pub fn emit(self) {
+        let reason = self.reason;
+        match self.actor {
+            Supervised::ClickShard(shard) => {
+                tracing::error!(
+                    shard,
+                    reason,
+                    "click shard failed too often, not restarted; clicks are shed until restart"
+                );
+            }
+            Supervised::Endpoint(id) => {
+                gauge!(WEBHOOK_FAILING).increment(1.0);
+                tracing::error!(endpoint = %id, reason, "endpoint actor failed too often; deliveries wait in the outbox");
+            }
+        }
+    }
+}
+
+/// A failed endpoint actor could not be restarted because its endpoint could
+/// not be read back; it stays stopped.
+pub struct EndpointReloadFailed<'a> {
+    pub endpoint: Uuid,
+    pub error: &'a StoreError,
+}
+
+impl EndpointReloadFailed<'_> {
+    pub fn emit(self) {
+        gauge!(WEBHOOK_FAILING).increment(1.0);
+        count_store_error(StoreOp::GetEndpoint);
+        tracing::error!(endpoint = %self.endpoint, error = %self.error, "cannot reload endpoint to restart it");
+    }
+}
+
+/// The fraud detector disabled a link.
+pub struct LinkDisabledForFraud<'a> {
+    pub code: &'a str,
+    pub ip_range: &'a str,
+    pub clicks: u32,
+}
+
+impl LinkDisabledForFraud<'_> {
+    pub fn emit(self) {
+        counter!(FRAUD_LINKS_DISABLED).increment(1);
+        let Self {
+            code,
+            ip_range,
+            clicks,
+        } = self;
+        tracing::warn!(code, ip_range, clicks, "fraud: link disabled");
+    }
+}
+
+/// An endpoint was disabled after too many failed deliveries in a row.
+pub struct EndpointDisabled {
+    pub endpoint: Uuid,
+    pub failed: u32,
+}
+
+impl EndpointDisabled {
+    pub fn emit(self) {
+        counter!(WEBHOOK_ENDPOINTS_DISABLED).increment(1);
+        tracing::warn!(endpoint = %self.endpoint, failed = self.failed, "endpoint disabled after failed deliveries");
+    }
+}
+
+/// Deliveries stayed only in the outbox: their endpoint's mailbox was full or
+/// its actor was down. Its actor reloads them when it has room.
+pub struct DeliveriesSpilled {
+    pub endpoint: Uuid,
+    pub deliveries: usize,
+}
+
+impl DeliveriesSpilled {
+    pub fn emit(self) {
+        counter!(WEBHOOK_SPILLED).increment(self.deliveries as u64);
+        tracing::debug!(endpoint = %self.endpoint, deliveries = self.deliveries, "deliveries left in the outbox");
+    }
+}
+
+/// A link's `link.expired` event was fired (and its expiry recorded).
+pub struct LinkExpired<'a> {
+    pub code: &'a str,
+}
+
+impl LinkExpired<'_> {
+    pub fn emit(self) {
+        counter!(EXPIRIES_FIRED).increment(1);
+        tracing::debug!(code = self.code, "link expired");
+    }
+}

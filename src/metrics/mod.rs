@@ -1,0 +1,314 @@
+//! Every metric the server exports, declared and described once here:
+//! `relurl_<subsystem>_<name>_<unit>[_total]`, labels from small fixed sets only
+//! (route, status, outcome, operation, event type, shard index).
+//!
+//! Two ways to record, both defined in this module:
+//! - hot paths hold pre-registered handles from the structs below, so recording
+//!   is an atomic add;
+//! - failures and other notable happenings are typed [`events`] whose `emit()`
+//!   writes the log line and counts it together.
+
+// Handle structs register their series when built; a `Default` would hide that.
+#![allow(clippy::new_without_default)]
+
+pub mod events;
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::{events::EventType, webhooks::policy::OutcomeKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Declares each metric's name constant and its row in [`ALL`] in one place,
+/// so a metric cannot exist without a description.
+macro_rules! declare {
+    ($($konst:ident: $kind:ident = $name:literal, $help:literal;)*) => {
+        $(pub const $konst: &str = $name;)*
+        /// Every metric: name, kind, description.
+        pub const ALL: &[(&str, Kind, &str)] = &[$(($name, Kind::$kind, $help)),*];
+    };
+}
+
+declare! {
+    HTTP_REQUESTS: Counter = "relurl_http_requests_total", "HTTP requests by route and status";
+    HTTP_ACCEPT_ERRORS: Counter = "relurl_http_accept_errors_total", "connections the listener failed to accept";
+    REDIRECT_LATENCY: Histogram = "relurl_redirect_latency_seconds", "time to answer a redirect";
+    REDIRECT_RESPONSES: Counter = "relurl_redirect_responses_total", "redirect answers by status";
+    CACHE_LOOKUPS: Counter = "relurl_link_cache_lookups_total", "link cache lookups by result (hit, miss)";
+    CACHE_EVICTIONS: Counter = "relurl_link_cache_evictions_total", "links evicted from the cache";
+    CACHE_ENTRIES: Gauge = "relurl_link_cache_entries", "entries in the link cache after the last sweep";
+    CACHE_STALE: Counter = "relurl_link_cache_stale_answers_total",
+        "redirects answered from a cached link past its TTL because the store was unreachable";
+    STORE_ERRORS: Counter = "relurl_store_errors_total", "store operations that failed, by operation";
+    CLICKS_RECEIVED: Counter = "relurl_clicks_received_total", "clicks handed to the click pipeline";
+    CLICKS_PERSISTED: Counter = "relurl_clicks_persisted_total", "clicks written with their detail";
+    CLICKS_SHED: Counter = "relurl_clicks_shed_total", "clicks counted but whose detail was shed under overload";
+    CLICKS_BATCH_SIZE: Histogram = "relurl_clicks_batch_size", "clicks per store batch";
+    CLICKS_FLUSH_LATENCY: Histogram = "relurl_clicks_flush_latency_seconds", "time to write one click batch";
+    CLICKS_FLUSH_ERRORS: Counter = "relurl_clicks_flush_errors_total", "click batches the store refused (retried)";
+    CLICKS_QUEUE_DEPTH: Gauge = "relurl_clicks_shard_queue_depth", "clicks queued per shard";
+    SHARD_RESTARTS: Counter = "relurl_clicks_shard_restarts_total", "click shard actors restarted by their supervisor";
+    FRAUD_WINDOWS: Gauge = "relurl_fraud_windows_tracked", "(link, ip range) windows tracked by the fraud detector";
+    FRAUD_WINDOWS_EVICTED: Counter = "relurl_fraud_windows_evicted_total", "fraud windows evicted to stay within the cap";
+    FRAUD_CLICKS_UNTRACKED: Counter = "relurl_fraud_clicks_untracked_total",
+        "clicks not counted for fraud because the window cap was reached";
+    FRAUD_LINKS_DISABLED: Counter = "relurl_fraud_links_disabled_total", "links disabled by the fraud detector";
+    EVENTS_PUBLISHED: Counter = "relurl_events_published_total", "events published on the internal bus by type";
+    WEBHOOK_DELIVERIES: Counter = "relurl_webhook_deliveries_total", "delivery attempts by outcome";
+    WEBHOOK_ATTEMPT_LATENCY: Histogram = "relurl_webhook_attempt_latency_seconds", "time for one delivery attempt";
+    WEBHOOK_RETRIES: Counter = "relurl_webhook_retries_scheduled_total", "delivery retries scheduled";
+    WEBHOOK_PENDING: Gauge = "relurl_webhook_pending_deliveries", "deliveries held in memory by endpoint actors";
+    WEBHOOK_DEAD: Counter = "relurl_webhook_dead_deliveries_total", "deliveries given up after the last retry";
+    WEBHOOK_ENDPOINTS_DISABLED: Counter = "relurl_webhook_endpoints_disabled_total",
+        "endpoints disabled automatically after failed deliveries";
+    WEBHOOK_RESTARTS: Counter = "relurl_webhook_actor_restarts_total", "endpoint actors restarted by their supervisor";
+    WEBHOOK_FAILING: Gauge = "relurl_webhook_endpoints_failing",
+        "endpoint actors not restarted (failed too often or could not be reloaded)";
+    WEBHOOK_SPILLED: Counter = "relurl_webhook_spilled_total",
+        "deliveries left only in the outbox because their endpoint's mailbox was full or down";
+    WEBHOOK_SAVE_ERRORS: Counter = "relurl_webhook_outcome_save_errors_total", "batches of delivery outcomes not written";
+    EXPIRIES_FIRED: Counter = "relurl_links_expired_total", "link.expired events fired";
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const SIZE_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls return the same handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZE_BUCKETS)
+                });
+            let recorder = match builder {
+                Ok(b) => b.build_recorder(),
+                // Bucket lists are constants; an error here is a programming error.
+                Err(e) => panic!("metric buckets rejected: {e}"),
+            };
+            let handle = recorder.handle();
+            // Another recorder (a test harness) may already be installed: keep ours readable.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            events::register();
+            // Descriptions are published on upkeep; the first scrape should have them.
+            handle.run_upkeep();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    for &(name, kind, help) in ALL {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
+pub fn http_request(route: &'static str, status: u16) {
+    counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
+}
+
+/// Statuses we answer are a small fixed set; anything else is folded into its class.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        410 => "410",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Link cache lookups and sweeps.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    pub hits: Counter,
+    pub misses: Counter,
+    pub evictions: Counter,
+    pub entries: Gauge,
+}
+
+impl CacheMetrics {
+    pub fn new() -> Self {
+        Self {
+            hits: counter!(CACHE_LOOKUPS, "result" => "hit"),
+            misses: counter!(CACHE_LOOKUPS, "result" => "miss"),
+            evictions: counter!(CACHE_EVICTIONS),
+            entries: gauge!(CACHE_ENTRIES),
+        }
+    }
+}
+
+/// Redirect answers, pre-registered per status so the hot path never hashes a key.
+#[derive(Clone)]
+pub struct RedirectMetrics {
+    pub latency: Histogram,
+    by_status: [(u16, Counter); 8],
+    other: Counter,
+}
+
+impl RedirectMetrics {
+    pub fn new() -> Self {
+        let c = |s: u16| (s, counter!(REDIRECT_RESPONSES, "status" => s.to_string()));
+        Self {
+            latency: histogram!(REDIRECT_LATENCY),
+            by_status: [
+                c(301),
+                c(302),
+                c(307),
+                c(308),
+                c(404),
+                c(410),
+                c(500),
+                c(503),
+            ],
+            other: counter!(REDIRECT_RESPONSES, "status" => "other"),
+        }
+    }
+
+    pub fn response(&self, status: u16) -> &Counter {
+        self.by_status
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(&self.other, |(_, c)| c)
+    }
+}
+
+/// One click shard's queue, as the redirect handler sees it.
+pub struct ClickQueueMetrics {
+    pub depth: Gauge,
+    pub received: Counter,
+    pub shed: Counter,
+}
+
+impl ClickQueueMetrics {
+    pub fn new(shard: usize) -> Self {
+        Self {
+            depth: gauge!(CLICKS_QUEUE_DEPTH, "shard" => shard.to_string()),
+            received: counter!(CLICKS_RECEIVED),
+            shed: counter!(CLICKS_SHED),
+        }
+    }
+}
+
+/// What a click shard records per written batch (refusals are [`events::ClickFlushRefused`]).
+pub struct ClickFlushMetrics {
+    pub persisted: Counter,
+    pub batch_size: Histogram,
+    pub flush_latency: Histogram,
+}
+
+impl ClickFlushMetrics {
+    pub fn new() -> Self {
+        Self {
+            persisted: counter!(CLICKS_PERSISTED),
+            batch_size: histogram!(CLICKS_BATCH_SIZE),
+            flush_latency: histogram!(CLICKS_FLUSH_LATENCY),
+        }
+    }
+}
+
+/// The fraud detector's windows (disabled links are [`events::LinkDisabledForFraud`]).
+pub struct FraudMetrics {
+    pub tracked: Gauge,
+    pub evicted: Counter,
+    pub untracked: Counter,
+}
+
+impl FraudMetrics {
+    pub fn new() -> Self {
+        Self {
+            tracked: gauge!(FRAUD_WINDOWS),
+            evicted: counter!(FRAUD_WINDOWS_EVICTED),
+            untracked: counter!(FRAUD_CLICKS_UNTRACKED),
+        }
+    }
+}
+
+/// Events published on the internal bus, one counter per type.
+#[derive(Clone)]
+pub struct EventBusMetrics {
+    published: [Counter; EventType::ALL.len()],
+}
+
+impl EventBusMetrics {
+    pub fn new() -> Self {
+        Self {
+            published: EventType::ALL.map(|t| counter!(EVENTS_PUBLISHED, "type" => t.as_str())),
+        }
+    }
+
+    pub fn published(&self, event_type: EventType) -> &Counter {
+        let i = EventType::ALL
+            .iter()
+            .position(|t| *t == event_type)
+            .unwrap_or(0);
+        &self.published[i]
+    }
+}
+
+/// Webhook delivery metrics, pre-registered (failures and restarts are [`events`]).
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    outcomes: [Counter; OutcomeKind::ALL.len()],
+    pub latency: Histogram,
+    pub retries: Counter,
+    pub pending: Gauge,
+    pub dead: Counter,
+}
+
+impl WebhookMetrics {
+    pub fn new() -> Self {
+        Self {
+            outcomes: OutcomeKind::ALL
+                .map(|k| counter!(WEBHOOK_DELIVERIES, "outcome" => k.as_str())),
+            latency: histogram!(WEBHOOK_ATTEMPT_LATENCY),
+            retries: counter!(WEBHOOK_RETRIES),
+            pending: gauge!(WEBHOOK_PENDING),
+            dead: counter!(WEBHOOK_DEAD),
+        }
+    }
+
+    pub fn outcome(&self, kind: OutcomeKind) -> &Counter {
+        let i = OutcomeKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        &self.outcomes[i]
+    }
+}
+
+#[cfg(test)]
+mod tests;
