@@ -80,10 +80,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let wait = if let Ok(secs) = value.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
-        let at = DateTime::parse_from_rfc2822(value)
-            .ok()?
-            .with_timezone(&Utc);
-        (at - now).to_std().unwrap_or(Duration::ZERO)
+        let at = httpdate::parse_http_date(value).ok()?;
+        // A date already past asks for no wait at all.
+        at.duration_since(now.into()).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
 }
@@ -168,6 +167,15 @@ mod tests {
         assert_eq!(
             parse_retry_after("Sun, 29 Nov 2026 20:01:00 GMT", now),
             Some(Duration::from_secs(60))
+        );
+        // The obsolete forms RFC 9110 still asks receivers to accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 29-Nov-26 20:02:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 29 Nov 2026 19:00:00 GMT", now),
+            Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("99999999", now), Some(MAX_RETRY_AFTER));
