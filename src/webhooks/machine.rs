@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     client::AttemptReport,
-    policy::{self, OutcomeKind},
+    policy::{self, OutcomeKind, RateLimiter},
 };
 use crate::{
     config::WebhooksConfig,
@@ -129,43 +129,6 @@ pub enum Action<R> {
     Answer(R, Result<(), RetryError>),
 }
 
-/// Governor's GCRA as `Quota::per_second(rate)` sets it (bursts of `rate`,
-/// then one every 1/rate s), on the machine's clock.
-#[derive(Debug)]
-struct Limiter {
-    interval: TimeDelta,
-    /// How far ahead of now the theoretical arrival time may run: the burst.
-    tolerance: TimeDelta,
-    tat: DateTime<Utc>,
-}
-
-impl Limiter {
-    fn new(rate: u32) -> Self {
-        let rate = i64::from(rate.max(1));
-        let interval = 1_000_000_000 / rate;
-        Self {
-            interval: TimeDelta::nanoseconds(interval),
-            tolerance: TimeDelta::nanoseconds(interval * (rate - 1)),
-            tat: DateTime::<Utc>::MIN_UTC,
-        }
-    }
-
-    /// Takes one send now, or says when the next one is free.
-    fn take(&mut self, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {
-        // Past this the wall clock stepped back: forget the debt rather than stall.
-        let tat = if self.tat > now + self.tolerance + self.interval {
-            now
-        } else {
-            self.tat.max(now)
-        };
-        if tat - now > self.tolerance {
-            return Err(tat - self.tolerance);
-        }
-        self.tat = tat + self.interval;
-        Ok(())
-    }
-}
-
 /// Deliveries that live only in the outbox, and reading them back.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -183,7 +146,7 @@ struct Outbox {
 pub struct DeliveryMachine<R> {
     endpoint: Endpoint,
     rules: Rules,
-    limiter: Limiter,
+    limiter: RateLimiter,
     /// Due now, in arrival order.
     ready: VecDeque<Delivery>,
     /// Due later, soonest first.
@@ -209,7 +172,7 @@ impl<R> DeliveryMachine<R> {
     /// A machine for a starting actor: whatever is pending is in the outbox.
     pub fn new(endpoint: Endpoint, rules: Rules) -> Self {
         Self {
-            limiter: Limiter::new(endpoint.rate_limit_per_sec),
+            limiter: RateLimiter::new(endpoint.rate_limit_per_sec),
             endpoint,
             rules,
             ready: VecDeque::new(),
@@ -252,11 +215,7 @@ impl<R> DeliveryMachine<R> {
                     self.hold(d, now);
                 }
             }
-            Input::Wake => {
-                if self.timer.is_some_and(|t| t <= now) {
-                    self.timer = None;
-                }
-            }
+            Input::Wake => self.timer = self.timer.filter(|t| *t > now),
             Input::Finished(finished) => self.settle(*finished, now, &mut out),
             Input::OutcomesSaved => {
                 for id in self.saving.take().unwrap_or_default() {
@@ -268,24 +227,14 @@ impl<R> DeliveryMachine<R> {
             }
             Input::EndpointSaved => self.endpoint_saving = false,
             Input::Loaded(loaded) => self.loaded(loaded, now, &mut out),
-            Input::RetryAsked(event_id, reply) => {
-                if self.held.contains(&event_id) || self.retrying.contains_key(&event_id) {
-                    out.push(Action::Answer(reply, Err(RetryError::NotFailed)));
-                } else {
-                    self.retrying.insert(event_id, reply);
-                    out.push(Action::ReadForRetry(event_id));
-                }
-            }
+            Input::RetryAsked(event_id, reply) => self.retry_asked(event_id, reply, &mut out),
             Input::RetryRead(event_id, read) => self.retry_read(event_id, read, now, &mut out),
             Input::RetryWritten(event_id, written) => {
-                if let Some(reply) = self.retrying.remove(&event_id) {
-                    let answer = written.map(|d| self.hold(d, now));
-                    out.push(Action::Answer(reply, answer.map_err(RetryError::Store)));
-                }
+                self.retry_written(event_id, written, now, &mut out)
             }
             Input::Updated(endpoint) => {
                 if endpoint.rate_limit_per_sec != self.endpoint.rate_limit_per_sec {
-                    self.limiter = Limiter::new(endpoint.rate_limit_per_sec);
+                    self.limiter = RateLimiter::new(endpoint.rate_limit_per_sec);
                 }
                 if endpoint.enabled && !self.endpoint.enabled {
                     self.outbox.spilled = true;
@@ -312,7 +261,7 @@ impl<R> DeliveryMachine<R> {
     }
 
     /// Takes a delivery into memory, unless memory is full (then it stays in the outbox).
-    fn hold(&mut self, d: Delivery, now: DateTime<Utc>) {
+    pub(super) fn hold(&mut self, d: Delivery, now: DateTime<Utc>) {
         if self.held.len() >= self.rules.memory_cap {
             self.outbox.spilled = true;
             return;
@@ -524,34 +473,8 @@ impl<R> DeliveryMachine<R> {
             out.push(Action::Disabled { failed: n });
         }
     }
-
-    fn retry_read(
-        &mut self,
-        event_id: Uuid,
-        read: Result<Option<Delivery>, String>,
-        now: DateTime<Utc>,
-        out: &mut Vec<Action<R>>,
-    ) {
-        let Some(reply) = self.retrying.remove(&event_id) else {
-            return;
-        };
-        let error = match read {
-            Err(e) => RetryError::Store(e),
-            Ok(None) => RetryError::NotFound,
-            Ok(Some(d)) if d.status != DeliveryStatus::Failed || self.held.contains(&event_id) => {
-                RetryError::NotFailed
-            }
-            Ok(Some(mut d)) => {
-                d.status = DeliveryStatus::Pending;
-                d.next_attempt_at = now;
-                self.retrying.insert(event_id, reply);
-                out.push(Action::WriteForRetry(d));
-                return;
-            }
-        };
-        out.push(Action::Answer(reply, Err(error)));
-    }
 }
 
+mod retry;
 #[cfg(test)]
 mod tests;

@@ -5,19 +5,19 @@ use chrono::TimeZone;
 use super::*;
 use crate::domain::Secret;
 
-type Machine = DeliveryMachine<u32>;
-type Actions = Vec<Action<u32>>;
+pub(super) type Machine = DeliveryMachine<u32>;
+pub(super) type Actions = Vec<Action<u32>>;
 
-const SEC: i64 = 1000;
+pub(super) const SEC: i64 = 1000;
 
 /// Milliseconds after a fixed start.
-fn t(ms: i64) -> DateTime<Utc> {
+pub(super) fn t(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(1_800_000_000_000 + ms)
         .single()
         .expect("a valid instant")
 }
 
-fn rules() -> Rules {
+pub(super) fn rules() -> Rules {
     Rules {
         retry_schedule: [60, 300, 900].map(Duration::from_secs).to_vec(),
         retry_jitter: 0.0,
@@ -25,6 +25,12 @@ fn rules() -> Rules {
         disable_after_failed_deliveries: 3,
         memory_cap: 8,
     }
+}
+
+fn no_retries() -> Rules {
+    let mut rules = rules();
+    rules.retry_schedule.clear();
+    rules
 }
 
 fn endpoint(rate: u32) -> Endpoint {
@@ -47,7 +53,7 @@ fn endpoint(rate: u32) -> Endpoint {
     }
 }
 
-fn delivery(n: u128, due: DateTime<Utc>) -> Delivery {
+pub(super) fn delivery(n: u128, due: DateTime<Utc>) -> Delivery {
     Delivery {
         endpoint_id: Uuid::from_u128(1),
         event_id: Uuid::from_u128(100 + n),
@@ -61,62 +67,54 @@ fn delivery(n: u128, due: DateTime<Utc>) -> Delivery {
     }
 }
 
-fn id(n: u128) -> Uuid {
+pub(super) fn id(n: u128) -> Uuid {
     Uuid::from_u128(100 + n)
 }
 
 /// A machine past its first read of an (empty) outbox.
-fn started(rules: Rules, rate: u32) -> Machine {
+pub(super) fn started(rules: Rules, rate: u32) -> Machine {
     let mut m = Machine::new(endpoint(rate), rules);
-    let actions = m.handle(Input::Wake, t(0));
-    assert!(
-        matches!(actions[..], [Action::Load { limit: 4 }]),
-        "{actions:?}"
-    );
+    assert_eq!(loads(&m.handle(Input::Wake, t(0))), [4]);
     assert!(m.handle(Input::Loaded(Some(Vec::new())), t(0)).is_empty());
     m
 }
 
-fn arrive(m: &mut Machine, ds: Vec<Delivery>, now: DateTime<Utc>) -> Actions {
+pub(super) fn arrive(m: &mut Machine, ds: Vec<Delivery>, now: DateTime<Utc>) -> Actions {
     m.handle(Input::Arrived(ds), now)
 }
 
+/// What every action matching the pattern carries, in order.
+macro_rules! picked {
+    ($actions:expr, $pattern:pat => $value:expr) => {
+        $actions
+            .iter()
+            .filter_map(|a| match a {
+                $pattern => Some($value),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+}
+
 /// The deliveries sent, with their attempt numbers.
-fn sent(actions: &Actions) -> Vec<(Delivery, u32)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send {
-                delivery, attempt, ..
-            } => Some((delivery.clone(), *attempt)),
-            _ => None,
-        })
-        .collect()
+pub(super) fn sent(actions: &Actions) -> Vec<(Delivery, u32)> {
+    picked!(actions, Action::Send { delivery, attempt, .. } => (delivery.clone(), *attempt))
 }
 
 fn sent_ids(actions: &Actions) -> Vec<Uuid> {
-    sent(actions).into_iter().map(|(d, _)| d.event_id).collect()
+    picked!(actions, Action::Send { delivery, .. } => delivery.event_id)
+}
+
+fn loads(actions: &Actions) -> Vec<usize> {
+    picked!(actions, Action::Load { limit } => *limit)
 }
 
 fn wakes(actions: &Actions) -> Vec<DateTime<Utc>> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::WakeAt(at) => Some(*at),
-            _ => None,
-        })
-        .collect()
+    picked!(actions, Action::WakeAt(at) => *at)
 }
 
 fn saved(actions: &Actions) -> Vec<(Attempt, DeliveryUpdate)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::SaveOutcomes(batch) => Some(batch.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
+    picked!(actions, Action::SaveOutcomes(batch) => batch.clone()).concat()
 }
 
 fn report(kind: OutcomeKind, retry_after: Option<Duration>) -> AttemptReport {
@@ -160,9 +158,16 @@ fn succeed(m: &mut Machine, d: Delivery, now: DateTime<Utc>) -> Actions {
     m.handle(finish(d, report(OutcomeKind::Success, None), now, 0.0), now)
 }
 
+/// One delivery arrives due now and is sent: the delivery as sent.
+fn send_one(m: &mut Machine, n: u128, now: DateTime<Utc>) -> Delivery {
+    let mut sends = sent(&arrive(m, vec![delivery(n, now)], now));
+    assert_eq!(sends.len(), 1, "one send");
+    sends.remove(0).0
+}
+
 /// Sends one delivery due now and fails it at `now`: the actions of the failure.
 fn send_and_fail(m: &mut Machine, n: u128, now: DateTime<Utc>) -> Actions {
-    let (d, _) = sent(&arrive(m, vec![delivery(n, now)], now)).remove(0);
+    let d = send_one(m, n, now);
     fail(m, d, now, now)
 }
 
@@ -206,13 +211,9 @@ fn retries_follow_the_schedule_from_the_first_attempt() {
 
 #[test]
 fn jitter_moves_a_retry_within_its_fraction() {
-    let mut m = started(
-        Rules {
-            retry_jitter: 0.1,
-            ..rules()
-        },
-        100,
-    );
+    let mut rules = rules();
+    rules.retry_jitter = 0.1;
+    let mut m = started(rules, 100);
     let ds = (1..=3).map(|n| delivery(n, t(0))).collect();
     let sends = sent(&arrive(&mut m, ds, t(0)));
     let mut retries = Vec::new();
@@ -232,7 +233,7 @@ fn jitter_moves_a_retry_within_its_fraction() {
 #[test]
 fn a_later_retry_after_wins_over_the_schedule() {
     let mut m = started(rules(), 100);
-    let (d, _) = sent(&arrive(&mut m, vec![delivery(1, t(0))], t(0))).remove(0);
+    let d = send_one(&mut m, 1, t(0));
     let asked = report(OutcomeKind::RateLimited, Some(Duration::from_secs(120)));
     let actions = m.handle(finish(d, asked, t(0), 0.0), t(SEC));
     assert_eq!(wakes(&actions), [t(121 * SEC)]);
@@ -241,7 +242,7 @@ fn a_later_retry_after_wins_over_the_schedule() {
 #[test]
 fn an_earlier_retry_after_does_not_hasten_the_schedule() {
     let mut m = started(rules(), 100);
-    let (d, _) = sent(&arrive(&mut m, vec![delivery(1, t(0))], t(0))).remove(0);
+    let d = send_one(&mut m, 1, t(0));
     let asked = report(OutcomeKind::RateLimited, Some(Duration::from_secs(5)));
     let actions = m.handle(finish(d, asked, t(0), 0.0), t(SEC));
     assert_eq!(wakes(&actions), [t(60 * SEC)]);
@@ -276,11 +277,7 @@ fn a_rate_limit_update_takes_effect_at_once() {
     let mut m = started(rules(), 1);
     let ds = (1..=3).map(|n| delivery(n, t(0))).collect();
     assert_eq!(sent_ids(&arrive(&mut m, ds, t(0))), [id(1)]);
-    let faster = Endpoint {
-        rate_limit_per_sec: 10,
-        ..endpoint(10)
-    };
-    let actions = m.handle(Input::Updated(Box::new(faster)), t(0));
+    let actions = m.handle(Input::Updated(Box::new(endpoint(10))), t(0));
     assert_eq!(sent_ids(&actions), [id(2), id(3)]);
 }
 
@@ -303,10 +300,8 @@ fn one_timer_at_a_time_asked_again_only_for_earlier() {
 
 #[test]
 fn past_the_memory_bound_deliveries_spill_and_come_back_once() {
-    let rules = Rules {
-        max_in_flight: 8,
-        ..rules()
-    };
+    let mut rules = rules();
+    rules.max_in_flight = 8;
     let mut m = started(rules, 100);
     let ds: Vec<_> = (1..=10).map(|n| delivery(n, t(0))).collect();
     let first = sent(&arrive(&mut m, ds.clone(), t(0)));
@@ -319,28 +314,23 @@ fn past_the_memory_bound_deliveries_spill_and_come_back_once() {
     assert_eq!(saved(&actions).len(), 1, "one batch in flight at a time");
     assert_eq!(saved(&m.handle(Input::OutcomesSaved, t(20))).len(), 4);
     // Three are left in flight: room to read the outbox back.
-    let actions = m.handle(Input::OutcomesSaved, t(30));
-    assert!(
-        matches!(actions[..], [Action::Load { limit: 7 }]),
-        "{actions:?}"
-    );
+    assert_eq!(loads(&m.handle(Input::OutcomesSaved, t(30))), [7]);
     // The outbox still has the three in flight and the two spilled.
     let rows = ds[5..].to_vec();
     let actions = m.handle(Input::Loaded(Some(rows)), t(40));
     assert_eq!(sent_ids(&actions), [id(9), id(10)]);
     assert_eq!(m.held(), 5);
     // Fewer rows than asked for: nothing more to read.
-    assert!(!actions.iter().any(|a| matches!(a, Action::Load { .. })));
+    assert!(loads(&actions).is_empty());
 }
 
 #[test]
 fn a_reload_racing_a_settle_does_not_bring_a_delivery_back() {
     let mut m = started(rules(), 100);
-    let (d1, _) = sent(&arrive(&mut m, vec![delivery(1, t(0))], t(0))).remove(0);
-    let (d2, _) = sent(&arrive(&mut m, vec![delivery(2, t(0))], t(0))).remove(0);
+    let d1 = send_one(&mut m, 1, t(0));
+    let d2 = send_one(&mut m, 2, t(0));
     m.note_spilled();
-    let actions = m.handle(Input::Wake, t(1));
-    assert!(matches!(actions[..], [Action::Load { .. }]), "{actions:?}");
+    assert_eq!(loads(&m.handle(Input::Wake, t(1))), [6]);
     // While the read runs, d1 is delivered and its row deleted; d2 delivered, not yet written.
     succeed(&mut m, d1.clone(), t(2));
     m.handle(Input::OutcomesSaved, t(3));
@@ -355,38 +345,24 @@ fn a_reload_racing_a_settle_does_not_bring_a_delivery_back() {
 #[test]
 fn a_failed_read_is_tried_again_a_second_later() {
     let mut m = Machine::new(endpoint(100), rules());
-    assert!(matches!(
-        m.handle(Input::Wake, t(0))[..],
-        [Action::Load { .. }]
-    ));
+    assert_eq!(loads(&m.handle(Input::Wake, t(0))), [4]);
     assert_eq!(wakes(&m.handle(Input::Loaded(None), t(0))), [t(SEC)]);
     assert!(m.handle(Input::Wake, t(500)).is_empty());
-    let actions = m.handle(Input::Wake, t(SEC));
-    assert!(
-        matches!(actions[..], [Action::Load { limit: 4 }]),
-        "{actions:?}"
-    );
+    assert_eq!(loads(&m.handle(Input::Wake, t(SEC))), [4]);
 }
 
 #[test]
 fn an_endpoint_whose_deliveries_keep_failing_is_disabled() {
-    let mut m = started(
-        Rules {
-            retry_schedule: Vec::new(),
-            ..rules()
-        },
-        100,
-    );
+    let mut m = started(no_retries(), 100);
     for n in 1..=2 {
         let actions = send_and_fail(&mut m, n, t(0));
         assert!(!actions.iter().any(|a| matches!(a, Action::Disabled { .. })));
     }
     let actions = send_and_fail(&mut m, 3, t(0));
-    assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Disabled { failed: 3 }))
-    );
+    let disabled = actions
+        .iter()
+        .find(|a| matches!(a, Action::Disabled { .. }));
+    assert!(matches!(disabled, Some(Action::Disabled { failed: 3 })));
     let endpoint = m.endpoint();
     assert!(!endpoint.enabled);
     assert_eq!(
@@ -398,17 +374,11 @@ fn an_endpoint_whose_deliveries_keep_failing_is_disabled() {
 
 #[test]
 fn a_success_resets_the_failed_streak() {
-    let mut m = started(
-        Rules {
-            retry_schedule: Vec::new(),
-            ..rules()
-        },
-        100,
-    );
+    let mut m = started(no_retries(), 100);
     send_and_fail(&mut m, 1, t(0));
     send_and_fail(&mut m, 2, t(0));
     assert_eq!(m.endpoint().failed_streak, 2);
-    let (d, _) = sent(&arrive(&mut m, vec![delivery(3, t(0))], t(0))).remove(0);
+    let d = send_one(&mut m, 3, t(0));
     succeed(&mut m, d, t(0));
     assert_eq!(m.endpoint().failed_streak, 0);
     send_and_fail(&mut m, 4, t(0));
@@ -418,99 +388,12 @@ fn a_success_resets_the_failed_streak() {
 
 #[test]
 fn endpoint_writes_go_one_at_a_time_with_the_latest_state() {
-    let mut m = started(
-        Rules {
-            retry_schedule: Vec::new(),
-            ..rules()
-        },
-        100,
-    );
-    let streak = |actions: &Actions| -> Vec<u32> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::SaveEndpoint(e) => Some(e.failed_streak),
-                _ => None,
-            })
-            .collect()
-    };
+    let mut m = started(no_retries(), 100);
+    let streak = |actions: &Actions| picked!(actions, Action::SaveEndpoint(e) => e.failed_streak);
     assert_eq!(streak(&send_and_fail(&mut m, 1, t(0))), [1]);
     assert!(streak(&send_and_fail(&mut m, 2, t(0))).is_empty());
     assert_eq!(streak(&m.handle(Input::EndpointSaved, t(0))), [2]);
     assert!(streak(&m.handle(Input::EndpointSaved, t(0))).is_empty());
-}
-
-/// A failed delivery as the outbox keeps it.
-fn failed_row(n: u128) -> Delivery {
-    Delivery {
-        attempts: 6,
-        status: DeliveryStatus::Failed,
-        ..delivery(n, t(0))
-    }
-}
-
-#[test]
-fn the_retry_api_puts_a_failed_delivery_back() {
-    let mut m = started(rules(), 100);
-    let actions = m.handle(Input::RetryAsked(id(1), 7), t(SEC));
-    assert!(matches!(actions[..], [Action::ReadForRetry(e)] if e == id(1)));
-    let actions = m.handle(Input::RetryRead(id(1), Ok(Some(failed_row(1)))), t(SEC));
-    let [Action::WriteForRetry(row)] = &actions[..] else {
-        panic!("{actions:?}")
-    };
-    assert_eq!(
-        (row.status, row.next_attempt_at),
-        (DeliveryStatus::Pending, t(SEC))
-    );
-    let actions = m.handle(Input::RetryWritten(id(1), Ok(row.clone())), t(SEC));
-    assert!(
-        matches!(actions[0], Action::Answer(7, Ok(()))),
-        "{actions:?}"
-    );
-    assert_eq!(
-        sent(&actions)
-            .into_iter()
-            .map(|(d, n)| (d.event_id, n))
-            .collect::<Vec<_>>(),
-        [(id(1), 7)]
-    );
-}
-
-#[test]
-fn the_retry_api_refuses_what_it_cannot_retry() {
-    let mut m = started(rules(), 100);
-    let answer = |actions: Actions| match actions.into_iter().next() {
-        Some(Action::Answer(_, answer)) => answer,
-        other => panic!("no answer: {other:?}"),
-    };
-    m.handle(Input::RetryAsked(id(1), 1), t(0));
-    assert_eq!(
-        answer(m.handle(Input::RetryRead(id(1), Ok(None)), t(0))),
-        Err(RetryError::NotFound)
-    );
-    m.handle(Input::RetryAsked(id(2), 2), t(0));
-    let pending = Ok(Some(delivery(2, t(0))));
-    assert_eq!(
-        answer(m.handle(Input::RetryRead(id(2), pending), t(0))),
-        Err(RetryError::NotFailed)
-    );
-    m.handle(Input::RetryAsked(id(3), 3), t(0));
-    let broken = Err("store down".to_string());
-    assert_eq!(
-        answer(m.handle(Input::RetryRead(id(3), broken), t(0))),
-        Err(RetryError::Store("store down".into()))
-    );
-    // Held in memory, or asked twice at once: not failed (yet).
-    arrive(&mut m, vec![delivery(4, t(0))], t(0));
-    assert_eq!(
-        answer(m.handle(Input::RetryAsked(id(4), 4), t(0))),
-        Err(RetryError::NotFailed)
-    );
-    m.handle(Input::RetryAsked(id(5), 5), t(0));
-    assert_eq!(
-        answer(m.handle(Input::RetryAsked(id(5), 6), t(0))),
-        Err(RetryError::NotFailed)
-    );
 }
 
 #[test]
@@ -520,20 +403,11 @@ fn a_rotated_out_secret_signs_until_it_expires() {
         value: "whsec_old".into(),
         expires_at: Some(t(24 * 3600 * SEC)),
     });
-    let mut m = Machine::new(
-        rotated,
-        Rules {
-            retry_schedule: Vec::new(),
-            ..rules()
-        },
-    );
+    let mut m = Machine::new(rotated, no_retries());
     m.handle(Input::Wake, t(0));
     m.handle(Input::Loaded(Some(Vec::new())), t(0));
-    let secrets = |actions: Actions| -> Vec<String> {
-        match actions.into_iter().next() {
-            Some(Action::Send { secrets, .. }) => secrets,
-            other => panic!("no send: {other:?}"),
-        }
+    let secrets = |actions: Actions| {
+        picked!(actions, Action::Send { secrets, .. } => secrets.clone()).concat()
     };
     let day = t(24 * 3600 * SEC);
     let just_before = day - TimeDelta::milliseconds(1);
@@ -552,28 +426,20 @@ fn a_rotated_out_secret_signs_until_it_expires() {
 #[test]
 fn a_disabled_endpoint_sends_nothing_until_enabled_again() {
     let mut m = started(rules(), 100);
-    let off = Endpoint {
-        enabled: false,
-        ..endpoint(100)
-    };
+    let mut off = endpoint(100);
+    off.enabled = false;
     m.handle(Input::Updated(Box::new(off)), t(0));
     assert!(arrive(&mut m, vec![delivery(1, t(0))], t(0)).is_empty());
     assert!(m.handle(Input::Wake, t(SEC)).is_empty());
     // Enabled again: what is held goes, and the outbox is read for the rest.
     let actions = m.handle(Input::Updated(Box::new(endpoint(100))), t(2 * SEC));
     assert_eq!(sent_ids(&actions), [id(1)]);
-    assert!(actions.iter().any(|a| matches!(a, Action::Load { .. })));
+    assert_eq!(loads(&actions), [5]);
 }
 
 #[test]
 fn stopping_hands_back_the_writes_still_owed() {
-    let mut m = started(
-        Rules {
-            retry_schedule: Vec::new(),
-            ..rules()
-        },
-        100,
-    );
+    let mut m = started(no_retries(), 100);
     send_and_fail(&mut m, 1, t(0));
     send_and_fail(&mut m, 2, t(0));
     // One batch and one endpoint write are in flight; the second of each waits.
