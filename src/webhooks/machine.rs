@@ -29,6 +29,7 @@ pub const MEMORY_CAP: usize = 8192;
 /// How long a failed outbox read waits before the next one.
 const RELOAD_BACKOFF: TimeDelta = TimeDelta::seconds(1);
 
+/// Why a retry request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetryError {
     #[error("no delivery of that event to this endpoint")]
