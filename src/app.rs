@@ -270,6 +270,7 @@ async fn admin_token(
     if !config.auth.admin_token.is_empty() {
         return Ok((token_hash(&config.auth.admin_token), None));
     }
+    use crate::webhooks::signer::{hex, unhex};
     let candidate = random_token("rladm_", 40);
     let candidate_hex = hex(&token_hash(&candidate));
     let stored = store
@@ -279,19 +280,4 @@ async fn admin_token(
     let digest = unhex(&stored).context("stored admin token digest is corrupt")?;
     let generated = (stored == candidate_hex).then_some(candidate);
     Ok((digest, generated))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }

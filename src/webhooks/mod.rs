@@ -3,7 +3,8 @@
 //! handed to that endpoint's actor.
 //!
 //! - [`WebhookDirectory`]: which endpoints want which events; routes deliveries.
-//! - [`endpoint`]: the per-endpoint actor (rate limit, in-flight cap, timers).
+//! - [`endpoint`]: the per-endpoint actor, thin: mailbox, timer, spawned I/O.
+//! - [`machine`]: what that actor decides (rate limit, in-flight cap, retries), pure.
 //! - [`supervisor`]: starts, follows and restarts endpoint actors.
 //! - [`policy`]: retry schedule and outcome rules, pure.
 //! - [`signer`]: signatures, pure. [`client`]: outbound HTTP. [`target`]: SSRF rules.
@@ -15,6 +16,7 @@
 
 pub mod client;
 pub mod endpoint;
+pub mod machine;
 pub mod policy;
 pub mod signer;
 pub mod supervisor;

@@ -1,9 +1,9 @@
-//! Delivery policy, pure: what an attempt's result means, and when the next
-//! attempt is due.
+//! Delivery policy, pure: what an attempt's result means, when the next
+//! attempt is due, and how fast attempts may go.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 /// How an attempt ended, as metrics and the attempts log name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +80,48 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let wait = if let Ok(secs) = value.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
-        let at = DateTime::parse_from_rfc2822(value)
-            .ok()?
-            .with_timezone(&Utc);
-        (at - now).to_std().unwrap_or(Duration::ZERO)
+        let at = httpdate::parse_http_date(value).ok()?;
+        // A date already past asks for no wait at all.
+        at.duration_since(now.into()).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// Governor's GCRA as `Quota::per_second(rate)` sets it (bursts of `rate`,
+/// then one every 1/rate s), on a clock the caller passes in.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: TimeDelta,
+    /// How far ahead of now the theoretical arrival time may run: the burst.
+    tolerance: TimeDelta,
+    tat: DateTime<Utc>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: u32) -> Self {
+        let rate = i64::from(rate.max(1));
+        let interval = 1_000_000_000 / rate;
+        Self {
+            interval: TimeDelta::nanoseconds(interval),
+            tolerance: TimeDelta::nanoseconds(interval * (rate - 1)),
+            tat: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    /// Takes one send now, or says when the next one is free.
+    pub fn take(&mut self, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {
+        // Past this the wall clock stepped back: forget the debt rather than stall.
+        let tat = if self.tat > now + self.tolerance + self.interval {
+            now
+        } else {
+            self.tat.max(now)
+        };
+        if tat - now > self.tolerance {
+            return Err(tat - self.tolerance);
+        }
+        self.tat = tat + self.interval;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +205,15 @@ mod tests {
             parse_retry_after("Sun, 29 Nov 2026 20:01:00 GMT", now),
             Some(Duration::from_secs(60))
         );
+        // The obsolete forms RFC 9110 still asks receivers to accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 29-Nov-26 20:02:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 29 Nov 2026 19:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("99999999", now), Some(MAX_RETRY_AFTER));
     }
@@ -179,5 +224,19 @@ mod tests {
         assert_eq!(OutcomeKind::of_status(429), OutcomeKind::RateLimited);
         assert_eq!(OutcomeKind::of_status(500), OutcomeKind::HttpError);
         assert_eq!(OutcomeKind::of_status(301), OutcomeKind::HttpError);
+    }
+
+    #[test]
+    fn the_rate_limiter_allows_a_burst_then_spaces_sends() {
+        let ms = |n| t(0) + TimeDelta::milliseconds(n);
+        let mut limiter = RateLimiter::new(4);
+        for _ in 0..4 {
+            assert_eq!(limiter.take(ms(0)), Ok(()));
+        }
+        assert_eq!(limiter.take(ms(0)), Err(ms(250)));
+        assert_eq!(limiter.take(ms(250)), Ok(()));
+        assert_eq!(limiter.take(ms(300)), Err(ms(500)));
+        // A wall clock stepped back an hour does not stall sends for an hour.
+        assert_eq!(limiter.take(ms(-3_600_000)), Ok(()));
     }
 }
