@@ -23,10 +23,12 @@ pub const CLICKS_FLUSH_LATENCY: &str = "relurl_clicks_flush_latency_seconds";
 pub const CLICKS_FLUSH_ERRORS: &str = "relurl_clicks_flush_errors_total";
 pub const CLICKS_QUEUE_DEPTH: &str = "relurl_clicks_shard_queue_depth";
 pub const SHARD_RESTARTS: &str = "relurl_clicks_shard_restarts_total";
+pub const SHARDS_FAILING: &str = "relurl_clicks_shards_failing";
 pub const FRAUD_WINDOWS: &str = "relurl_fraud_windows_tracked";
 pub const FRAUD_WINDOWS_EVICTED: &str = "relurl_fraud_windows_evicted_total";
 pub const FRAUD_CLICKS_UNTRACKED: &str = "relurl_fraud_clicks_untracked_total";
 pub const FRAUD_LINKS_DISABLED: &str = "relurl_fraud_links_disabled_total";
+pub const FRAUD_OBSERVATIONS_DROPPED: &str = "relurl_fraud_observations_dropped_total";
 pub const EVENTS_PUBLISHED: &str = "relurl_events_published_total";
 pub const WEBHOOK_DELIVERIES: &str = "relurl_webhook_deliveries_total";
 pub const WEBHOOK_ATTEMPT_LATENCY: &str = "relurl_webhook_attempt_latency_seconds";
@@ -70,7 +72,12 @@ pub fn install() -> PrometheusHandle {
             for operation in STORE_OPERATIONS {
                 counter!(STORE_ERRORS, "operation" => operation).absolute(0);
             }
-            for name in [WEBHOOK_SPILLED, EXPIRIES_FIRED, CLICKS_SHED] {
+            for name in [
+                WEBHOOK_SPILLED,
+                EXPIRIES_FIRED,
+                CLICKS_SHED,
+                FRAUD_OBSERVATIONS_DROPPED,
+            ] {
                 counter!(name).absolute(0);
             }
             handle
@@ -112,6 +119,14 @@ fn describe() {
         "click shard actors restarted by their supervisor"
     );
     describe_gauge!(
+        SHARDS_FAILING,
+        "click shards down after too many restarts, waiting for the restart window"
+    );
+    describe_gauge!(
+        WEBHOOK_FAILING,
+        "endpoint actors down after too many restarts, waiting for the restart window"
+    );
+    describe_gauge!(
         FRAUD_WINDOWS,
         "(link, ip range) windows tracked by the fraud detector"
     );
@@ -124,6 +139,10 @@ fn describe() {
         "clicks not counted for fraud because the window cap was reached"
     );
     describe_counter!(FRAUD_LINKS_DISABLED, "links disabled by the fraud detector");
+    describe_counter!(
+        FRAUD_OBSERVATIONS_DROPPED,
+        "persisted clicks not checked for fraud because the detector's queue was full"
+    );
     describe_counter!(
         EVENTS_PUBLISHED,
         "events published on the internal bus by type"
@@ -254,8 +273,6 @@ pub struct WebhookMetrics {
     pub pending: Gauge,
     pub dead: Counter,
     pub disabled: Counter,
-    pub restarts: Counter,
-    pub failing: Gauge,
     pub save_errors: Counter,
 }
 
@@ -270,8 +287,6 @@ impl WebhookMetrics {
             pending: gauge!(WEBHOOK_PENDING),
             dead: counter!(WEBHOOK_DEAD),
             disabled: counter!(WEBHOOK_ENDPOINTS_DISABLED),
-            restarts: counter!(WEBHOOK_RESTARTS),
-            failing: gauge!(WEBHOOK_FAILING),
             save_errors: counter!(WEBHOOK_SAVE_ERRORS),
         }
     }
