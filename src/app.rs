@@ -14,9 +14,9 @@ use tokio::{
 
 use crate::{
     clicks::{
-        ClickPipelineConfig, ClickRouter,
+        ClickPipelineConfig, ClickRouter, ShardSlot,
         enrich::GeoIp,
-        shard::{ClickSupervisor, SupervisorArgs, SupervisorMsg},
+        shard::{self, ClickSupervisor, SupervisorArgs, SupervisorMsg},
     },
     config::{Config, StoreBackend},
     domain::random_token,
@@ -26,11 +26,12 @@ use crate::{
     link_cache::LinkCache,
     metrics::{RedirectMetrics, WebhookMetrics},
     store::{EmbeddedStore, ScyllaOptions, ScyllaStore, SharedStore},
+    supervision,
     webhooks::{
         Fanout, WebhookDirectory,
         client::WebhookClient,
         endpoint::EndpointContext,
-        supervisor::{SupervisorMsg as WebhookMsg, WebhookSupervisor},
+        supervisor::{self, SupervisorMsg as WebhookMsg, WebhookSupervisor},
     },
 };
 
@@ -43,6 +44,9 @@ pub struct Running {
     pub local_addr: SocketAddr,
     pub events: EventBus,
     pub directory: Arc<WebhookDirectory>,
+    /// The click shards' slots, for tests that watch or crash a shard.
+    #[doc(hidden)]
+    pub shards: Vec<Arc<ShardSlot>>,
     /// Set when this start generated the admin token (first start, none configured).
     pub generated_admin_token: Option<String>,
     stop: oneshot::Sender<()>,
@@ -122,16 +126,18 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.webhooks.allow_private_targets,
     )
     .map_err(|e| anyhow::anyhow!("building the webhook HTTP client: {e}"))?;
+    let ctx = Arc::new(EndpointContext {
+        store: store.clone(),
+        client,
+        config: config.webhooks.clone(),
+        directory: directory.clone(),
+        metrics: WebhookMetrics::new(),
+    });
+    let restart = supervision::restart_policy(supervisor::RESTART_POLICY);
     let (webhooks, _) = Actor::spawn(
         None,
         WebhookSupervisor,
-        Arc::new(EndpointContext {
-            store: store.clone(),
-            client,
-            config: config.webhooks.clone(),
-            directory: directory.clone(),
-            metrics: WebhookMetrics::new(),
-        }),
+        supervisor::SupervisorArgs { ctx, restart },
     )
     .await
     .context("starting the webhook endpoints")?;
@@ -180,11 +186,13 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         SupervisorArgs {
             slots: clicks.slots().to_vec(),
             config: pipeline,
+            restart: supervision::restart_policy(shard::RESTART_POLICY),
         },
     )
     .await
     .context("starting the click shards")?;
 
+    let shards = clicks.slots().to_vec();
     let state = Arc::new(AppState {
         config,
         store: store.clone(),
@@ -238,6 +246,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         local_addr,
         events,
         directory,
+        shards,
         generated_admin_token,
         stop,
         task,

@@ -75,6 +75,11 @@ impl ShardSlot {
         }
     }
 
+    /// The shard's running actor; `None` while it is down.
+    pub fn actor_id(&self) -> Option<ractor::ActorId> {
+        self.actor.live_id()
+    }
+
     /// Asks the shard actor to drain: once per batch window, and once more
     /// when a full batch is waiting.
     fn wake(&self, flush_max_batch: usize) {
@@ -124,6 +129,15 @@ impl ClickRouter {
 
     pub fn slots(&self) -> &[Arc<ShardSlot>] {
         &self.slots
+    }
+
+    /// Shards whose actor is down (restarting, or waiting out its restart window).
+    pub fn shards_down(&self) -> Vec<usize> {
+        let slots = self.slots.iter().enumerate();
+        slots
+            .filter(|(_, slot)| slot.actor_id().is_none())
+            .map(|(index, _)| index)
+            .collect()
     }
 
     fn slot_for(&self, code: &str) -> &ShardSlot {

@@ -5,6 +5,10 @@
 //!
 //! A batch the store refuses is kept and retried with backoff; meanwhile the
 //! queue fills and sheds detail (counts are kept), so memory stays bounded.
+//!
+//! A shard that is down (out of restart budget) leaves its queue in its slot:
+//! clicks keep counting, `/readyz` says not ready, the shard is retried after
+//! the restart window, and at shutdown the supervisor writes the queue itself.
 
 use std::{
     collections::HashMap,
@@ -12,18 +16,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
+};
 use tokio::sync::oneshot;
 
 use super::{ShardSlot, enrich};
-use crate::metrics::events::{ActorGaveUp, ActorRestarted, ClickFlushRefused, Supervised};
+use crate::metrics::{
+    ClickFlushMetrics,
+    events::{ClickFlushRefused, Supervised},
+};
 use crate::{
     clicks::enrich::GeoIp,
     events::{Event, EventType},
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
-    supervision::RestartBudget,
+    supervision::{ChildKind, RestartPolicy, Supervisor},
     webhooks::Fanout,
 };
 
@@ -45,6 +55,9 @@ pub enum ShardMsg {
     Drain,
     /// Write everything now and answer (graceful shutdown).
     FlushAll(RpcReplyPort<()>),
+    /// Panics inside the actor, so tests can watch the supervisor bring it back.
+    #[doc(hidden)]
+    Crash,
 }
 
 struct ShardArgs {
@@ -58,7 +71,7 @@ pub struct ShardState {
     /// A batch the store refused, retried before anything new is taken.
     unwritten: Option<PendingBatch>,
     retry_delay: Duration,
-    metrics: crate::metrics::ClickFlushMetrics,
+    metrics: ClickFlushMetrics,
 }
 
 struct PendingBatch {
@@ -84,13 +97,7 @@ impl Actor for Shard {
         // Whatever queued while no actor was listening is drained now.
         args.slot.scheduled.store(true, Ordering::Release);
         myself.cast(ShardMsg::Drain)?;
-        Ok(ShardState {
-            slot: args.slot,
-            config: args.config,
-            unwritten: None,
-            retry_delay: Duration::from_millis(50),
-            metrics: crate::metrics::ClickFlushMetrics::new(),
-        })
+        Ok(ShardState::new(args.slot, args.config))
     }
 
     async fn handle(
@@ -115,27 +122,43 @@ impl Actor for Shard {
                 }
             }
             ShardMsg::FlushAll(reply) => {
-                // Shutdown: the store gets a few tries, then what is left is reported.
-                for _ in 0..5 {
-                    if state.drain().await {
-                        break;
-                    }
-                    tokio::time::sleep(state.retry_delay).await;
-                }
-                if state.unwritten.is_some() || !state.slot.queue.is_empty() {
-                    tracing::error!(
-                        queued = state.slot.queue.len(),
-                        "clicks could not be written before shutdown"
-                    );
-                }
+                state.flush_all().await;
                 let _ = reply.send(());
             }
+            ShardMsg::Crash => panic!("click shard asked to panic (test hook)"),
         }
         Ok(())
     }
 }
 
 impl ShardState {
+    fn new(slot: Arc<ShardSlot>, config: Arc<ClickPipelineConfig>) -> Self {
+        Self {
+            slot,
+            config,
+            unwritten: None,
+            retry_delay: Duration::from_millis(50),
+            metrics: ClickFlushMetrics::new(),
+        }
+    }
+
+    /// Shutdown: writes the queue and the shed tallies; the store gets a few
+    /// tries, then what is left is reported.
+    async fn flush_all(&mut self) {
+        for _ in 0..5 {
+            if self.drain().await {
+                break;
+            }
+            tokio::time::sleep(self.retry_delay).await;
+        }
+        if self.unwritten.is_some() || !self.slot.queue.is_empty() {
+            tracing::error!(
+                queued = self.slot.queue.len(),
+                "clicks could not be written before shutdown"
+            );
+        }
+    }
+
     /// Writes everything queued, batch by batch. `false`: the store refused one,
     /// which is kept for the next try.
     async fn drain(&mut self) -> bool {
@@ -250,90 +273,120 @@ impl ShardState {
     }
 }
 
-/// Keeps one shard actor per slot alive; at most `MAX_RESTARTS_PER_MINUTE`.
-pub struct ClickSupervisor;
+/// Restarts one shard may use in a minute.
+pub const RESTART_POLICY: RestartPolicy = RestartPolicy::per_minute(10);
 
-const MAX_RESTARTS_PER_MINUTE: usize = 10;
+/// Click shards as a child kind: one per slot, started from the slot alone.
+pub struct Shards {
+    slots: Vec<Arc<ShardSlot>>,
+    config: Arc<ClickPipelineConfig>,
+}
+
+impl ChildKind for Shards {
+    const KIND: Supervised = Supervised::ClickShard;
+    type Key = usize;
+    type Spec = ();
+    type Msg = SupervisorMsg;
+
+    fn retry_msg(index: usize) -> SupervisorMsg {
+        SupervisorMsg::Retry(index)
+    }
+
+    async fn reload(&self, _index: usize) -> Result<Option<()>, String> {
+        Ok(Some(()))
+    }
+
+    async fn spawn(
+        &self,
+        supervisor: ActorCell,
+        index: usize,
+        (): (),
+    ) -> Result<ActorId, SpawnErr> {
+        let Some(slot) = self.slots.get(index) else {
+            return Err(SpawnErr::StartupFailed(
+                format!("no click shard {index}").into(),
+            ));
+        };
+        let args = ShardArgs {
+            slot: slot.clone(),
+            config: self.config.clone(),
+        };
+        let (child, _) = Actor::spawn_linked(None, Shard, args, supervisor).await?;
+        Ok(child.get_id())
+    }
+
+    fn vacate(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.actor.set(None);
+        }
+    }
+}
+
+/// Keeps one shard actor per slot alive, under the shared supervision rules.
+pub struct ClickSupervisor;
 
 pub struct SupervisorArgs {
     pub slots: Vec<Arc<ShardSlot>>,
     pub config: Arc<ClickPipelineConfig>,
-}
-
-pub struct SupervisorState {
-    slots: Vec<Arc<ShardSlot>>,
-    config: Arc<ClickPipelineConfig>,
-    children: HashMap<ractor::ActorId, usize>,
-    restarts: RestartBudget,
-    /// Set by the shutdown flush: shards that stop now are not restarted.
-    stopping: bool,
+    pub restart: RestartPolicy,
 }
 
 pub enum SupervisorMsg {
     /// Flush every shard and answer when all are done.
     FlushAll(RpcReplyPort<()>),
-}
-
-impl ClickSupervisor {
-    async fn spawn_shard(
-        myself: &ActorRef<SupervisorMsg>,
-        state: &mut SupervisorState,
-        index: usize,
-    ) -> Result<(), ActorProcessingErr> {
-        let (child, _) = Actor::spawn_linked(
-            None,
-            Shard,
-            ShardArgs {
-                slot: state.slots[index].clone(),
-                config: state.config.clone(),
-            },
-            myself.get_cell(),
-        )
-        .await?;
-        state.children.insert(child.get_id(), index);
-        Ok(())
-    }
+    /// A down shard's restart window has freed (sent by the supervisor).
+    Retry(usize),
 }
 
 impl Actor for ClickSupervisor {
     type Msg = SupervisorMsg;
-    type State = SupervisorState;
+    type State = Supervisor<Shards>;
     type Arguments = SupervisorArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
-    ) -> Result<SupervisorState, ActorProcessingErr> {
-        let mut state = SupervisorState {
+    ) -> Result<Supervisor<Shards>, ActorProcessingErr> {
+        let shards = args.slots.len();
+        let kind = Shards {
             slots: args.slots,
             config: args.config,
-            children: HashMap::new(),
-            restarts: RestartBudget::new(MAX_RESTARTS_PER_MINUTE),
-            stopping: false,
         };
-        for index in 0..state.slots.len() {
-            Self::spawn_shard(&myself, &mut state, index).await?;
+        let mut state = Supervisor::new(kind, args.restart);
+        for index in 0..shards {
+            state.start(&myself, index, ()).await;
         }
         Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<SupervisorMsg>,
+        myself: ActorRef<SupervisorMsg>,
         msg: SupervisorMsg,
-        state: &mut SupervisorState,
+        state: &mut Supervisor<Shards>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::FlushAll(reply) => {
-                state.stopping = true;
-                for slot in &state.slots {
-                    if let Some(actor) = slot.actor.get() {
-                        let _ = actor.call(ShardMsg::FlushAll, None).await;
+                state.stop_all();
+                for slot in &state.kind.slots {
+                    let flushed = match slot.actor.get() {
+                        Some(actor) => actor
+                            .call(ShardMsg::FlushAll, None)
+                            .await
+                            .is_ok_and(|answer| answer.is_success()),
+                        None => false,
+                    };
+                    if !flushed {
+                        // Its actor is down, but the queue and tallies outlive it: write them here.
+                        ShardState::new(slot.clone(), state.kind.config.clone())
+                            .flush_all()
+                            .await;
                     }
                 }
                 let _ = reply.send(());
             }
+            SupervisorMsg::Retry(index) => state.on_retry(&myself, index).await,
         }
         Ok(())
     }
@@ -342,35 +395,17 @@ impl Actor for ClickSupervisor {
         &self,
         myself: ActorRef<SupervisorMsg>,
         event: SupervisionEvent,
-        state: &mut SupervisorState,
+        state: &mut Supervisor<Shards>,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
-            }
-            _ => return Ok(()),
-        };
-        let Some(index) = state.children.remove(&cell.get_id()) else {
-            return Ok(());
-        };
-        if state.stopping {
-            return Ok(());
-        }
-        state.slots[index].actor.set(None);
-        if !state.restarts.try_restart(Instant::now()) {
-            ActorGaveUp {
-                actor: Supervised::ClickShard(index),
-                reason: &reason,
-            }
-            .emit();
-            return Ok(());
-        }
-        ActorRestarted {
-            actor: Supervised::ClickShard(index),
-            reason: &reason,
-        }
-        .emit();
-        Self::spawn_shard(&myself, state, index).await
+        state.on_event(&myself, event).await;
+        Ok(())
     }
+}
+
+/// Test hook: makes the shard's actor panic; returns the actor it crashed.
+#[doc(hidden)]
+pub fn crash_shard(slot: &ShardSlot) -> Option<ActorId> {
+    let actor = slot.actor.get()?;
+    actor.cast(ShardMsg::Crash).ok()?;
+    Some(actor.get_id())
 }

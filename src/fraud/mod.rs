@@ -4,17 +4,34 @@
 //! `link.updated` with `reason: "fraud"`.
 //!
 //! - [`window`]: the counting rules, pure.
+//!
+//! Bounds, said out loud: observations wait in a preallocated queue of
+//! [`OBSERVATION_QUEUE_LIMIT`]; the detector is woken once per burst. Past the
+//! limit an observation is dropped and counted in
+//! `relurl_fraud_observations_dropped_total` (the click itself is already
+//! stored; only its fraud check is lost).
 
 pub mod window;
 
-use std::sync::Arc;
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use chrono::Utc;
+use crossbeam_queue::ArrayQueue;
+use metrics::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::metrics::events::{LinkDisabledForFraud, StoreFailed, StoreOp};
+use crate::metrics::{
+    FraudMetrics,
+    events::{LinkDisabledForFraud, StoreFailed, StoreOp},
+};
 use crate::{
     config::FraudConfig,
     domain::{Click, Incident},
@@ -26,26 +43,68 @@ use crate::{
 };
 use window::{FraudWindows, Observation, WindowKey};
 
+/// Persisted clicks waiting for the detector; past this they are dropped.
+pub const OBSERVATION_QUEUE_LIMIT: usize = 65_536;
+
 pub enum FraudMsg {
-    Observe(Vec<(Arc<str>, std::net::IpAddr, i64)>),
+    /// Observations are queued: take them all.
+    Drain,
     /// The link was re-enabled: forget its windows.
     Forget(String),
+}
+
+/// One persisted click as the detector sees it: code, address, unix seconds.
+type Observed = (Arc<str>, IpAddr, i64);
+
+/// The bounded hand-off from shards to the detector.
+pub struct Inbox {
+    queue: ArrayQueue<Observed>,
+    /// A `Drain` is on its way; set by the first observation after a drain.
+    scheduled: AtomicBool,
+    dropped: Counter,
+}
+
+impl Inbox {
+    fn new(capacity: usize, dropped: Counter) -> Self {
+        Self {
+            queue: ArrayQueue::new(capacity.max(1)),
+            scheduled: AtomicBool::new(false),
+            dropped,
+        }
+    }
+
+    /// Queues what fits, counts the rest; `true` when the detector must be woken.
+    fn push(&self, clicks: &[Click]) -> bool {
+        for c in clicks {
+            let observed = (Arc::from(c.code.as_str()), c.ip, c.at.timestamp());
+            if self.queue.push(observed).is_err() {
+                self.dropped.increment(1);
+            }
+        }
+        !clicks.is_empty() && !self.scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    /// Everything queued. The flag drops first, so a click pushed while we
+    /// take wakes the detector again.
+    fn take(&self) -> Vec<Observed> {
+        self.scheduled.store(false, Ordering::Release);
+        std::iter::from_fn(|| self.queue.pop()).collect()
+    }
 }
 
 /// How the rest of the system talks to the detector; sends never wait.
 #[derive(Clone)]
 pub struct FraudHandle {
     actor: ActorRef<FraudMsg>,
+    inbox: Arc<Inbox>,
 }
 
 impl FraudHandle {
     pub fn observe(&self, clicks: &[Click]) {
-        let batch = clicks
-            .iter()
-            .map(|c| (Arc::from(c.code.as_str()), c.ip, c.at.timestamp()))
-            .collect();
-        // A stopped detector (shutdown) has nothing left to protect.
-        let _ = self.actor.cast(FraudMsg::Observe(batch));
+        if self.inbox.push(clicks) {
+            // A stopped detector (shutdown) has nothing left to protect.
+            let _ = self.actor.cast(FraudMsg::Drain);
+        }
     }
 
     pub fn forget(&self, code: &str) {
@@ -70,28 +129,31 @@ pub struct FraudArgs {
 
 pub struct FraudState {
     args: FraudArgs,
+    inbox: Arc<Inbox>,
     windows: FraudWindows,
-    metrics: crate::metrics::FraudMetrics,
+    metrics: FraudMetrics,
 }
 
 pub struct FraudDetector;
 
 impl FraudDetector {
     pub async fn start(args: FraudArgs) -> Result<FraudHandle, ractor::SpawnErr> {
-        let (actor, _) = Actor::spawn(None, FraudDetector, args).await?;
-        Ok(FraudHandle { actor })
+        let dropped = FraudMetrics::new().dropped;
+        let inbox = Arc::new(Inbox::new(OBSERVATION_QUEUE_LIMIT, dropped));
+        let (actor, _) = Actor::spawn(None, FraudDetector, (args, inbox.clone())).await?;
+        Ok(FraudHandle { actor, inbox })
     }
 }
 
 impl Actor for FraudDetector {
     type Msg = FraudMsg;
     type State = FraudState;
-    type Arguments = FraudArgs;
+    type Arguments = (FraudArgs, Arc<Inbox>);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<FraudMsg>,
-        args: FraudArgs,
+        (args, inbox): (FraudArgs, Arc<Inbox>),
     ) -> Result<FraudState, ActorProcessingErr> {
         let windows = FraudWindows::new(
             args.config.window.as_secs(),
@@ -100,8 +162,9 @@ impl Actor for FraudDetector {
         );
         Ok(FraudState {
             args,
+            inbox,
             windows,
-            metrics: crate::metrics::FraudMetrics::new(),
+            metrics: FraudMetrics::new(),
         })
     }
 
@@ -112,7 +175,8 @@ impl Actor for FraudDetector {
         state: &mut FraudState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            FraudMsg::Observe(clicks) => {
+            FraudMsg::Drain => {
+                let clicks = state.inbox.take();
                 let (v4, v6) = (state.args.config.ipv4_prefix, state.args.config.ipv6_prefix);
                 let mut tripped = Vec::new();
                 let mut latest = 0;
@@ -209,5 +273,50 @@ impl FraudState {
                 .emit();
         }
         self.args.fanout.committed(event, deliveries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    fn click(n: u8) -> Click {
+        Click {
+            id: Uuid::now_v7(),
+            code: "abc".into(),
+            at: Utc::now(),
+            ip: IpAddr::from([203, 0, 113, n]),
+            user_agent: String::new(),
+            referrer: String::new(),
+            referrer_host: None,
+            location: Default::default(),
+            device: String::new(),
+            browser: String::new(),
+            os: String::new(),
+            is_bot: false,
+        }
+    }
+
+    #[test]
+    fn observations_past_the_limit_are_dropped_and_counted() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let inbox = Inbox::new(2, Counter::from_arc(dropped.clone()));
+        let clicks: Vec<Click> = (1..=3).map(click).collect();
+
+        assert!(inbox.push(&clicks), "the first push wakes the detector");
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+        assert!(!inbox.push(&clicks[..1]), "one wake per burst");
+        assert_eq!(dropped.load(Ordering::Relaxed), 2);
+
+        let taken = inbox.take();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].1, clicks[0].ip);
+        assert!(
+            inbox.push(&clicks[..1]),
+            "after a drain the next click wakes again"
+        );
+        assert_eq!(dropped.load(Ordering::Relaxed), 2);
     }
 }

@@ -1,4 +1,5 @@
-//! Operator endpoints: liveness, readiness (store reachable), Prometheus text.
+//! Operator endpoints: liveness, readiness (every click shard running, store
+//! reachable), Prometheus text.
 
 use std::time::Duration;
 
@@ -17,6 +18,16 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
+    // A down shard still counts its clicks but writes none until it is back.
+    let down = state.clicks.shards_down();
+    if !down.is_empty() {
+        let which: Vec<String> = down.iter().map(usize::to_string).collect();
+        let reason = format!("click shards not running: {}", which.join(", "));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": reason })),
+        );
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Ok(Err(e)) => (

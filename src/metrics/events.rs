@@ -70,6 +70,7 @@ pub(super) fn register() {
         CLICKS_FLUSH_ERRORS,
         SHARD_RESTARTS,
         FRAUD_LINKS_DISABLED,
+        FRAUD_OBSERVATIONS_DROPPED,
         WEBHOOK_ENDPOINTS_DISABLED,
         WEBHOOK_RESTARTS,
         WEBHOOK_SPILLED,
@@ -79,6 +80,7 @@ pub(super) fn register() {
         counter!(name).increment(0);
     }
     gauge!(WEBHOOK_FAILING).increment(0.0);
+    gauge!(SHARDS_FAILING).increment(0.0);
 }
 
 fn count_store_error(operation: StoreOp) {
@@ -218,73 +220,64 @@ impl AcceptFailed<'_> {
     }
 }
 
-/// An actor some supervisor keeps alive.
-#[derive(Debug, Clone, Copy)]
+/// A kind of actor a [`crate::supervision::Supervisor`] keeps alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Supervised {
-    ClickShard(usize),
-    Endpoint(Uuid),
+    ClickShard,
+    Endpoint,
 }
 
-/// A supervised actor failed and was started again.
-pub struct ActorRestarted<'a> {
-    pub actor: Supervised,
-    pub reason: &'a str,
-}
+impl Supervised {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Supervised::ClickShard => "click_shard",
+            Supervised::Endpoint => "endpoint",
+        }
+    }
 
-impl ActorRestarted<'_> {
-    pub fn emit(self) {
-        let reason = self.reason;
-        match self.actor {
-            Supervised::ClickShard(shard) => {
-                counter!(SHARD_RESTARTS).increment(1);
-                tracing::warn!(shard, reason, "click shard failed, restarting");
-            }
-            Supervised::Endpoint(id) => {
-                counter!(WEBHOOK_RESTARTS).increment(1);
-                tracing::warn!(endpoint = %id, reason, "endpoint actor failed, restarting");
-            }
+    fn restarts(self) -> &'static str {
+        match self {
+            Supervised::ClickShard => SHARD_RESTARTS,
+            Supervised::Endpoint => WEBHOOK_RESTARTS,
+        }
+    }
+
+    /// How many children of this kind are down, waiting for their restart window.
+    pub fn failing_gauge(self) -> Gauge {
+        match self {
+            Supervised::ClickShard => gauge!(SHARDS_FAILING),
+            Supervised::Endpoint => gauge!(WEBHOOK_FAILING),
         }
     }
 }
 
-/// A supervised actor failed more often than its restart budget allows and is
-/// left stopped.
-pub struct ActorGaveUp<'a> {
-    pub actor: Supervised,
+/// A supervised child went down and is being started again.
+pub struct ChildRestarted<'a> {
+    pub kind: Supervised,
+    pub child: &'a dyn std::fmt::Display,
     pub reason: &'a str,
 }
 
-impl ActorGaveUp<'_> {
+impl ChildRestarted<'_> {
     pub fn emit(self) {
-        let reason = self.reason;
-        match self.actor {
-            Supervised::ClickShard(shard) => {
-                tracing::error!(
-                    shard,
-                    reason,
-                    "click shard failed too often, not restarted; clicks are shed until restart"
-                );
-            }
-            Supervised::Endpoint(id) => {
-                gauge!(WEBHOOK_FAILING).increment(1.0);
-                tracing::error!(endpoint = %id, reason, "endpoint actor failed too often; deliveries wait in the outbox");
-            }
-        }
+        counter!(self.kind.restarts()).increment(1);
+        tracing::warn!(kind = self.kind.as_str(), child = %self.child, reason = self.reason, "child down, restarting");
     }
 }
 
-/// A failed endpoint actor could not be restarted because its endpoint could
-/// not be read back; it stays stopped.
-pub struct EndpointReloadFailed<'a> {
-    pub endpoint: Uuid,
-    pub error: &'a StoreError,
+/// A supervised child could not be brought back (restart budget used up, start
+/// or reload failed); it is retried after `retry_in`. The kind's failing gauge
+/// is kept by the supervisor, which also sees the child come back.
+pub struct ChildDown<'a> {
+    pub kind: Supervised,
+    pub child: &'a dyn std::fmt::Display,
+    pub reason: &'a dyn std::fmt::Display,
+    pub retry_in: std::time::Duration,
 }
 
-impl EndpointReloadFailed<'_> {
+impl ChildDown<'_> {
     pub fn emit(self) {
-        gauge!(WEBHOOK_FAILING).increment(1.0);
-        count_store_error(StoreOp::GetEndpoint);
-        tracing::error!(endpoint = %self.endpoint, error = %self.error, "cannot reload endpoint to restart it");
+        tracing::error!(kind = self.kind.as_str(), child = %self.child, reason = %self.reason, retry_in = ?self.retry_in, "child down, not restarted until its window frees");
     }
 }
 

@@ -56,11 +56,15 @@ declare! {
     CLICKS_FLUSH_ERRORS: Counter = "relurl_clicks_flush_errors_total", "click batches the store refused (retried)";
     CLICKS_QUEUE_DEPTH: Gauge = "relurl_clicks_shard_queue_depth", "clicks queued per shard";
     SHARD_RESTARTS: Counter = "relurl_clicks_shard_restarts_total", "click shard actors restarted by their supervisor";
+    SHARDS_FAILING: Gauge = "relurl_clicks_shards_failing",
+        "click shards down after too many restarts, waiting for the restart window";
     FRAUD_WINDOWS: Gauge = "relurl_fraud_windows_tracked", "(link, ip range) windows tracked by the fraud detector";
     FRAUD_WINDOWS_EVICTED: Counter = "relurl_fraud_windows_evicted_total", "fraud windows evicted to stay within the cap";
     FRAUD_CLICKS_UNTRACKED: Counter = "relurl_fraud_clicks_untracked_total",
         "clicks not counted for fraud because the window cap was reached";
     FRAUD_LINKS_DISABLED: Counter = "relurl_fraud_links_disabled_total", "links disabled by the fraud detector";
+    FRAUD_OBSERVATIONS_DROPPED: Counter = "relurl_fraud_observations_dropped_total",
+        "persisted clicks not checked for fraud because the detector's queue was full";
     EVENTS_PUBLISHED: Counter = "relurl_events_published_total", "events published on the internal bus by type";
     WEBHOOK_DELIVERIES: Counter = "relurl_webhook_deliveries_total", "delivery attempts by outcome";
     WEBHOOK_ATTEMPT_LATENCY: Histogram = "relurl_webhook_attempt_latency_seconds", "time for one delivery attempt";
@@ -71,7 +75,7 @@ declare! {
         "endpoints disabled automatically after failed deliveries";
     WEBHOOK_RESTARTS: Counter = "relurl_webhook_actor_restarts_total", "endpoint actors restarted by their supervisor";
     WEBHOOK_FAILING: Gauge = "relurl_webhook_endpoints_failing",
-        "endpoint actors not restarted (failed too often or could not be reloaded)";
+        "endpoint actors down after too many restarts or a failed reload, waiting for the restart window";
     WEBHOOK_SPILLED: Counter = "relurl_webhook_spilled_total",
         "deliveries left only in the outbox because their endpoint's mailbox was full or down";
     WEBHOOK_SAVE_ERRORS: Counter = "relurl_webhook_outcome_save_errors_total", "batches of delivery outcomes not written";
@@ -245,6 +249,7 @@ pub struct FraudMetrics {
     pub tracked: Gauge,
     pub evicted: Counter,
     pub untracked: Counter,
+    pub dropped: Counter,
 }
 
 impl FraudMetrics {
@@ -253,6 +258,7 @@ impl FraudMetrics {
             tracked: gauge!(FRAUD_WINDOWS),
             evicted: counter!(FRAUD_WINDOWS_EVICTED),
             untracked: counter!(FRAUD_CLICKS_UNTRACKED),
+            dropped: counter!(FRAUD_OBSERVATIONS_DROPPED),
         }
     }
 }

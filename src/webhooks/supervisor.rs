@@ -1,24 +1,26 @@
 //! The webhook supervisor: one endpoint actor per enabled endpoint, started at
 //! boot and following API changes. A failed actor is restarted with its endpoint
-//! and pending deliveries reloaded from the store, at most
-//! `MAX_RESTARTS_PER_MINUTE` times a minute; past that the endpoint is left
-//! failing (deliveries wait in the outbox) and `relurl_webhook_endpoints_failing`
-//! says so.
+//! and pending deliveries reloaded from the store, under the shared
+//! [`crate::supervision`] rules; while one is down its deliveries wait in the
+//! outbox and `relurl_webhook_endpoints_failing` counts it.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
+use std::{sync::Arc, time::Duration};
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
 };
-
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use uuid::Uuid;
 
 use super::endpoint::{EndpointActor, EndpointArgs, EndpointContext, EndpointMsg};
-use crate::metrics::events::{ActorGaveUp, ActorRestarted, EndpointReloadFailed, Supervised};
-use crate::{domain::Endpoint, supervision::RestartBudget};
+use crate::{
+    domain::Endpoint,
+    metrics::events::{StoreFailed, StoreOp, Supervised},
+    supervision::{ChildKind, RestartPolicy, Supervisor},
+};
 
-const MAX_RESTARTS_PER_MINUTE: usize = 5;
+/// Restarts one endpoint actor may use in a minute.
+pub const RESTART_POLICY: RestartPolicy = RestartPolicy::per_minute(5);
 
 pub enum SupervisorMsg {
     /// An endpoint was created or changed.
@@ -27,50 +29,70 @@ pub enum SupervisorMsg {
     Remove(Uuid, RpcReplyPort<()>),
     /// Stop every endpoint actor (shutdown), then answer.
     StopAll(RpcReplyPort<()>),
+    /// A down endpoint actor's restart window has freed (sent by the supervisor).
+    Retry(Uuid),
 }
 
-pub struct WebhookSupervisor;
+pub struct SupervisorArgs {
+    pub ctx: Arc<EndpointContext>,
+    pub restart: RestartPolicy,
+}
 
-pub struct SupervisorState {
+/// Endpoint actors as a child kind.
+pub struct Endpoints {
     ctx: Arc<EndpointContext>,
-    children: HashMap<ActorId, Uuid>,
-    restarts: HashMap<Uuid, RestartBudget>,
-    stopping: bool,
 }
 
-impl WebhookSupervisor {
-    async fn spawn_endpoint(
-        myself: &ActorRef<SupervisorMsg>,
-        state: &mut SupervisorState,
-        endpoint: Endpoint,
-    ) -> Result<(), ActorProcessingErr> {
-        let handle = state.ctx.directory.upsert(&endpoint);
-        let id = endpoint.id;
-        let (child, _) = Actor::spawn_linked(
-            None,
-            EndpointActor,
-            EndpointArgs {
-                handle,
-                endpoint,
-                ctx: state.ctx.clone(),
-            },
-            myself.get_cell(),
-        )
-        .await?;
-        state.children.insert(child.get_id(), id);
-        Ok(())
+impl ChildKind for Endpoints {
+    const KIND: Supervised = Supervised::Endpoint;
+    type Key = Uuid;
+    type Spec = Endpoint;
+    type Msg = SupervisorMsg;
+
+    fn retry_msg(key: Uuid) -> SupervisorMsg {
+        SupervisorMsg::Retry(key)
     }
 
-    async fn stop_child(state: &mut SupervisorState, id: Uuid) {
-        let child = state
-            .children
-            .iter()
-            .find(|(_, e)| **e == id)
-            .map(|(actor, _)| *actor);
-        if let Some(actor) = child {
-            state.children.remove(&actor);
+    /// State comes back from the store, not from the failed actor.
+    async fn reload(&self, id: Uuid) -> Result<Option<Endpoint>, String> {
+        match self.ctx.store.get_endpoint(id).await {
+            Ok(endpoint) => Ok(endpoint.filter(|e| e.enabled)),
+            Err(e) => {
+                StoreFailed::new(StoreOp::GetEndpoint, &e)
+                    .endpoint(id)
+                    .emit();
+                Err(e.to_string())
+            }
         }
-        let Some(handle) = state.ctx.directory.by_id.pin().get(&id).cloned() else {
+    }
+
+    async fn spawn(
+        &self,
+        supervisor: ActorCell,
+        _id: Uuid,
+        endpoint: Endpoint,
+    ) -> Result<ActorId, SpawnErr> {
+        let handle = self.ctx.directory.upsert(&endpoint);
+        let args = EndpointArgs {
+            handle,
+            endpoint,
+            ctx: self.ctx.clone(),
+        };
+        let (child, _) = Actor::spawn_linked(None, EndpointActor, args, supervisor).await?;
+        Ok(child.get_id())
+    }
+
+    fn vacate(&self, id: Uuid) {
+        if let Some(handle) = self.ctx.directory.by_id.pin().get(&id) {
+            handle.actor.set(None);
+        }
+    }
+}
+
+impl Endpoints {
+    /// Empties the endpoint's slot and waits for its actor to stop.
+    async fn stop(&self, id: Uuid) {
+        let Some(handle) = self.ctx.directory.by_id.pin().get(&id).cloned() else {
             return;
         };
         let actor = handle.actor.get();
@@ -83,28 +105,25 @@ impl WebhookSupervisor {
     }
 }
 
+pub struct WebhookSupervisor;
+
 impl Actor for WebhookSupervisor {
     type Msg = SupervisorMsg;
-    type State = SupervisorState;
-    type Arguments = Arc<EndpointContext>;
+    type State = Supervisor<Endpoints>;
+    type Arguments = SupervisorArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<SupervisorMsg>,
-        ctx: Arc<EndpointContext>,
-    ) -> Result<SupervisorState, ActorProcessingErr> {
-        let endpoints = ctx.store.all_endpoints().await?;
-        let mut state = SupervisorState {
-            ctx,
-            children: HashMap::new(),
-            restarts: HashMap::new(),
-            stopping: false,
-        };
+        args: SupervisorArgs,
+    ) -> Result<Supervisor<Endpoints>, ActorProcessingErr> {
+        let endpoints = args.ctx.store.all_endpoints().await?;
+        let mut state = Supervisor::new(Endpoints { ctx: args.ctx }, args.restart);
         for endpoint in endpoints {
             if endpoint.enabled {
-                Self::spawn_endpoint(&myself, &mut state, endpoint).await?;
+                state.start(&myself, endpoint.id, endpoint).await;
             } else {
-                state.ctx.directory.upsert(&endpoint);
+                state.kind.ctx.directory.upsert(&endpoint);
             }
         }
         Ok(state)
@@ -114,34 +133,35 @@ impl Actor for WebhookSupervisor {
         &self,
         myself: ActorRef<SupervisorMsg>,
         msg: SupervisorMsg,
-        state: &mut SupervisorState,
+        state: &mut Supervisor<Endpoints>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Upsert(endpoint) => {
-                let handle = state.ctx.directory.upsert(&endpoint);
+                let handle = state.kind.ctx.directory.upsert(&endpoint);
                 match handle.actor.get() {
                     Some(actor) => {
                         let _ = actor.cast(EndpointMsg::Update(endpoint));
                     }
+                    // Enabled again, or changed while failing: a fresh start and budget.
                     None if endpoint.enabled => {
-                        state.restarts.remove(&endpoint.id);
-                        Self::spawn_endpoint(&myself, state, *endpoint).await?;
+                        state.forget(endpoint.id);
+                        state.start(&myself, endpoint.id, *endpoint).await;
                     }
                     None => {}
                 }
             }
             SupervisorMsg::Remove(id, reply) => {
-                Self::stop_child(state, id).await;
+                state.forget(id);
+                state.kind.stop(id).await;
                 let _ = reply.send(());
             }
             SupervisorMsg::StopAll(reply) => {
-                state.stopping = true;
-                let ids: Vec<Uuid> = state.children.values().copied().collect();
-                for id in ids {
-                    Self::stop_child(state, id).await;
+                for id in state.stop_all() {
+                    state.kind.stop(id).await;
                 }
                 let _ = reply.send(());
             }
+            SupervisorMsg::Retry(id) => state.on_retry(&myself, id).await,
         }
         Ok(())
     }
@@ -150,58 +170,9 @@ impl Actor for WebhookSupervisor {
         &self,
         myself: ActorRef<SupervisorMsg>,
         event: SupervisionEvent,
-        state: &mut SupervisorState,
+        state: &mut Supervisor<Endpoints>,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            // A clean stop is ours (delete, shutdown): nothing to do.
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.children.remove(&cell.get_id());
-                return Ok(());
-            }
-            _ => return Ok(()),
-        };
-        let Some(id) = state.children.remove(&cell.get_id()) else {
-            return Ok(());
-        };
-        if state.stopping {
-            return Ok(());
-        }
-        let handle = state.ctx.directory.by_id.pin().get(&id).cloned();
-        if let Some(handle) = &handle {
-            handle.actor.set(None);
-        }
-        let budget = state
-            .restarts
-            .entry(id)
-            .or_insert_with(|| RestartBudget::new(MAX_RESTARTS_PER_MINUTE));
-        if !budget.try_restart(Instant::now()) {
-            ActorGaveUp {
-                actor: Supervised::Endpoint(id),
-                reason: &reason,
-            }
-            .emit();
-            return Ok(());
-        }
-        ActorRestarted {
-            actor: Supervised::Endpoint(id),
-            reason: &reason,
-        }
-        .emit();
-        // State comes back from the store, not from the failed actor.
-        match state.ctx.store.get_endpoint(id).await {
-            Ok(Some(endpoint)) if endpoint.enabled => {
-                Self::spawn_endpoint(&myself, state, endpoint).await?
-            }
-            Ok(_) => {}
-            Err(e) => {
-                EndpointReloadFailed {
-                    endpoint: id,
-                    error: &e,
-                }
-                .emit();
-            }
-        }
+        state.on_event(&myself, event).await;
         Ok(())
     }
 }
@@ -209,11 +180,12 @@ impl Actor for WebhookSupervisor {
 /// Test hook: makes an endpoint's actor panic.
 #[doc(hidden)]
 pub fn crash_endpoint(directory: &super::WebhookDirectory, id: Uuid) -> bool {
-    let Some(handle) = directory.by_id.pin().get(&id).cloned() else {
-        return false;
-    };
-    handle
-        .actor
-        .get()
-        .is_some_and(|a| a.cast(EndpointMsg::Crash).is_ok())
+    let actor = directory.by_id.pin().get(&id).and_then(|h| h.actor.get());
+    actor.is_some_and(|a| a.cast(EndpointMsg::Crash).is_ok())
+}
+
+/// Test hook: the endpoint's live actor, so a test can tell a successor apart.
+#[doc(hidden)]
+pub fn endpoint_actor(directory: &super::WebhookDirectory, id: Uuid) -> Option<ActorId> {
+    directory.by_id.pin().get(&id)?.actor.live_id()
 }
