@@ -162,6 +162,13 @@ impl ShardState {
                     self.retry_delay = Duration::from_millis(50);
                     self.deliver(pending);
                 }
+                // Retrying cannot help (a statement or record the store refuses):
+                // the batch is dropped, logged and counted, and the ones behind it go on.
+                Err(e) if !e.is_transient() => {
+                    self.flush_errors.increment(1);
+                    crate::metrics::store_error("record_clicks");
+                    tracing::error!(error = %e, clicks = pending.batch.clicks.len(), "click batch dropped, the store refuses it");
+                }
                 Err(e) => {
                     self.flush_errors.increment(1);
                     crate::metrics::store_error("record_clicks");

@@ -109,7 +109,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor => ApiError::bad_parameter("cursor", "cursor is not valid"),
-            StoreError::Backend(_) => {
+            StoreError::Backend { .. } => {
                 tracing::warn!(error = %e, "store unavailable");
                 ApiError::unavailable("the store is unavailable, try again")
             }
