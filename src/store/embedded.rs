@@ -799,3 +799,19 @@ fn read_count(keyspace: &Keyspace, code: &str) -> StoreResult<u64> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fjall_io_errors_are_transient_the_rest_permanent() {
+        let io = StoreError::from(fjall::Error::Io(std::io::Error::other("disk full")));
+        assert!(io.is_transient());
+        assert!(
+            std::error::Error::source(&io).is_some_and(|s| s.to_string().contains("disk full"))
+        );
+        assert!(!StoreError::from(fjall::Error::Poisoned).is_transient());
+        assert!(!StoreError::from(fjall::Error::Locked).is_transient());
+    }
+}

@@ -3,10 +3,11 @@
 //!
 //! - [`embedded`]: fjall keyspaces under `store.path` (the default).
 //! - [`scylla`]: ScyllaDB / Cassandra through the `scylla` driver (`schema.cql`).
-//! - [`conformance`]: the suite every backend must pass.
-//! - [`click_codec`]: the embedded store's compact click records.
+//! - `conformance`: the suite every backend must pass (`test-support` feature only).
+//! - [`click_codec`]: the compact click record both backends store.
 
 pub mod click_codec;
+#[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod embedded;
 pub mod scylla;
