@@ -19,6 +19,11 @@
 //! Expiries: rows sit in hour buckets; a low-water mark in `meta` says below which
 //! hour every bucket is known to be empty, so `due_expiries` scans from the mark
 //! (however long the server was down) and never from the beginning of time.
+//!
+//! This file maps each [`Store`] call; the rest is by what it holds: `statements`
+//! (schema and prepared statements), `writes` (partition-grouped batches), `reads`
+//! (pages, cursors' listings, shared lookups), `expiries` (the low-water mark),
+//! `codec` (JSON, click records, keys, cursors), `errors` (transient or permanent).
 
 mod codec;
 mod errors;
