@@ -187,6 +187,11 @@ impl ShardState {
                         clicks: pending.batch.clicks.len(),
                     }
                     .emit();
+                    // Retrying cannot help (a statement or record the store
+                    // refuses): drop it so the batches behind it go on.
+                    if !e.is_transient() {
+                        continue;
+                    }
                     self.unwritten = Some(pending);
                     self.slot.depth.set(self.slot.queue.len() as f64);
                     return false;

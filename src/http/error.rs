@@ -114,7 +114,9 @@ impl From<StoreError> for ApiError {
             StoreError::BadCursor => {
                 return ApiError::bad_parameter("cursor", "cursor is not valid");
             }
-            StoreError::Backend(_) => ApiError::unavailable("the store is unavailable, try again"),
+            StoreError::Backend { .. } => {
+                ApiError::unavailable("the store is unavailable, try again")
+            }
             StoreError::Corrupt(_) => ApiError::internal("a stored record could not be read"),
         };
         StoreFailed::new(StoreOp::Api, &e).emit();

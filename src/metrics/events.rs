@@ -161,7 +161,9 @@ impl<'a> StoreFailed<'a> {
     }
 }
 
-/// The store refused a click batch; the shard keeps it and retries.
+/// The store refused a click batch. A transient error: the shard keeps it and
+/// retries. A permanent one: retrying cannot help, the batch is dropped so the
+/// ones behind it go on.
 pub struct ClickFlushRefused<'a> {
     pub error: &'a StoreError,
     pub clicks: usize,
@@ -171,7 +173,11 @@ impl ClickFlushRefused<'_> {
     pub fn emit(self) {
         counter!(CLICKS_FLUSH_ERRORS).increment(1);
         count_store_error(StoreOp::RecordClicks);
-        tracing::warn!(error = %self.error, clicks = self.clicks, "click batch not written, will retry");
+        if self.error.is_transient() {
+            tracing::warn!(error = %self.error, clicks = self.clicks, "click batch not written, will retry");
+        } else {
+            tracing::error!(error = %self.error, clicks = self.clicks, "click batch dropped, the store refuses it");
+        }
     }
 }
 

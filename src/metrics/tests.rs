@@ -77,7 +77,7 @@ fn every_declared_metric_is_exported_with_its_description() {
 #[test]
 fn an_event_counts_when_it_logs() {
     let handle = install();
-    let error = StoreError::Backend("unreachable".into());
+    let error = StoreError::transient("test", "unreachable");
     let read = |name, labels| value(&handle.render(), name, labels);
     let store_label = "operation=\"due_expiries\"";
 

@@ -1,5 +1,5 @@
-//! A compact binary form of a stored click, for the embedded store: clicks are
-//! its largest table by far, and JSON (field names, quoted timestamps) was about
+//! A compact binary form of a stored click, for both backends: clicks are
+//! the largest table by far, and JSON (field names, quoted timestamps) was about
 //! four times the size, paid for in journal writes on every flush.
 //!
 //! Layout (version 1): id (16) · at, unix seconds (i64 BE) and nanos (u32 BE) · ip (tag 4|6 + bytes)

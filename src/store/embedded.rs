@@ -54,16 +54,28 @@ struct Inner {
     insert_lock: std::sync::Mutex<()>,
 }
 
+/// fjall's I/O errors count as transient: a full disk or a failing write may
+/// clear (space freed, device back), and a retry only costs the caller a delay
+/// while its bounded queue sheds. Everything else (checksum, format, a poisoned
+/// or locked database) stays until an operator acts: permanent.
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        let io = matches!(
+            e,
+            fjall::Error::Io(_) | fjall::Error::Storage(fjall::LsmError::Io(_))
+        );
+        if io {
+            StoreError::transient("fjall", e)
+        } else {
+            StoreError::permanent("fjall", e)
+        }
     }
 }
 
 impl EmbeddedStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(path)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::permanent(format!("cannot create {}", path.display()), e))?;
         let db = Database::builder(path).open()?;
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
         let inner = Inner {
@@ -98,7 +110,15 @@ impl EmbeddedStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+            // A panicked task will panic again on the same input; a cancelled one
+            // (runtime shutting down) may not.
+            .map_err(|e| {
+                if e.is_cancelled() {
+                    StoreError::transient("store task cancelled", e)
+                } else {
+                    StoreError::permanent("store task panicked", e)
+                }
+            })?
     }
 }
 
@@ -777,5 +797,21 @@ fn read_count(keyspace: &Keyspace, code: &str) -> StoreResult<u64> {
                 .map_err(|_| StoreError::Corrupt(format!("click count of {code}")))?;
             Ok(u64::from_be_bytes(arr))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fjall_io_errors_are_transient_the_rest_permanent() {
+        let io = StoreError::from(fjall::Error::Io(std::io::Error::other("disk full")));
+        assert!(io.is_transient());
+        assert!(
+            std::error::Error::source(&io).is_some_and(|s| s.to_string().contains("disk full"))
+        );
+        assert!(!StoreError::from(fjall::Error::Poisoned).is_transient());
+        assert!(!StoreError::from(fjall::Error::Locked).is_transient());
     }
 }

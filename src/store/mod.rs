@@ -3,10 +3,11 @@
 //!
 //! - [`embedded`]: fjall keyspaces under `store.path` (the default).
 //! - [`scylla`]: ScyllaDB / Cassandra through the `scylla` driver (`schema.cql`).
-//! - [`conformance`]: the suite every backend must pass.
-//! - [`click_codec`]: the embedded store's compact click records.
+//! - `conformance`: the suite every backend must pass (`test-support` feature only).
+//! - [`click_codec`]: the compact click record both backends store.
 
 pub mod click_codec;
+#[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod embedded;
 pub mod scylla;
@@ -26,14 +27,58 @@ use crate::domain::{
 pub use embedded::EmbeddedStore;
 pub use scylla::{ScyllaOptions, ScyllaStore};
 
+/// The error source a backend reported, kept for the log and `Error::source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store backend error: {0}")]
-    Backend(String),
+    /// The backend failed the call. `transient`: the same call may succeed later
+    /// (timeouts, unavailable or overloaded nodes, lost connections, disk I/O);
+    /// otherwise it never will (a refused statement, a bad schema). The source's
+    /// text is in the message too: log lines print only the top error.
+    #[error("store backend error: {context}: {source}")]
+    Backend {
+        context: String,
+        transient: bool,
+        #[source]
+        source: BoxError,
+    },
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("bad cursor")]
     BadCursor,
+}
+
+impl StoreError {
+    /// A backend failure worth retrying: the same call may succeed later.
+    pub fn transient(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            transient: true,
+            source: source.into(),
+        }
+    }
+
+    /// A backend failure that retrying the same call cannot fix.
+    pub fn permanent(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            transient: false,
+            source: source.into(),
+        }
+    }
+
+    /// Whether retrying the same call may succeed; corrupt records and bad
+    /// cursors never will.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

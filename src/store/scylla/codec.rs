@@ -1,25 +1,36 @@
-//! Conversions between CQL and our types: errors, JSON payloads, row decoding,
+//! Conversions between CQL and our types: JSON payloads, click records, row decoding,
 //! LWT outcomes, day/hour buckets and the opaque API cursors.
 
-use super::*;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use scylla::{
+    deserialize::row::DeserializeRow,
+    response::{PagingState, query_result::QueryResult},
+    value::{CqlValue, Row},
+};
+use uuid::Uuid;
 
-pub(super) fn backend(what: &'static str) -> impl Fn(ExecutionError) -> StoreError {
-    move |e| StoreError::Backend(format!("{what}: {e}"))
+use super::errors::corrupt;
+use crate::{
+    domain::{Click, Delivery, DeliveryStatus},
+    store::{StoreError, StoreResult, click_codec},
+};
+
+pub(super) const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+/// Outbox rows of failed deliveries sort after every pending one.
+pub(super) const FAILED_DUE: i64 = i64::MAX;
+/// Cursor tags: a paging state of one partition, or a day bucket plus one.
+const CURSOR_PARTITION: u8 = b'p';
+const CURSOR_DAY: u8 = b'd';
+
+/// A click as stored: the compact record both backends keep (see [`click_codec`]).
+pub(super) fn click_record(click: &Click) -> Vec<u8> {
+    click_codec::encode(click)
 }
 
-pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
-}
-
-/// The server's refusal of a paging state we were handed is the caller's bad cursor.
-pub(super) fn is_bad_paging_state(e: &ExecutionError) -> bool {
-    matches!(
-        e,
-        ExecutionError::LastAttemptError(RequestAttemptError::DbError(
-            DbError::ProtocolError | DbError::Invalid,
-            _
-        ))
-    )
+pub(super) fn from_click_record(bytes: &[u8]) -> StoreResult<Click> {
+    click_codec::decode(bytes).ok_or_else(|| corrupt("stored click"))
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
@@ -166,4 +177,72 @@ pub(super) fn decode_day_cursor(cursor: Option<&str>) -> StoreResult<Option<(i32
     }
 }
 
-// ---------------------------------------------------------------- writes
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let state = PagingState::new_from_raw_bytes(&b"abc"[..]);
+        let c = encode_partition_cursor(&state).expect("cursor");
+        let back = decode_partition_cursor(Some(&c)).expect("decodes");
+        assert_eq!(
+            back.as_bytes_slice().map(|b| b.to_vec()),
+            Some(b"abc".to_vec())
+        );
+        let d = encode_day_cursor(20_000, Some(&state));
+        let (day, back) = decode_day_cursor(Some(&d)).expect("decodes").expect("some");
+        assert_eq!(day, 20_000);
+        assert_eq!(
+            back.as_bytes_slice().map(|b| b.to_vec()),
+            Some(b"abc".to_vec())
+        );
+        let (day, back) = decode_day_cursor(Some(&encode_day_cursor(-3, None)))
+            .expect("decodes")
+            .expect("some");
+        assert_eq!((day, back.as_bytes_slice().is_none()), (-3, true));
+        assert!(matches!(
+            decode_partition_cursor(Some("%%")),
+            Err(StoreError::BadCursor)
+        ));
+        assert!(matches!(
+            decode_partition_cursor(Some(&d)),
+            Err(StoreError::BadCursor)
+        ));
+        assert!(matches!(
+            decode_day_cursor(Some(&c)),
+            Err(StoreError::BadCursor)
+        ));
+    }
+
+    #[test]
+    fn expiry_buckets_never_fall_behind_now() {
+        let now = Utc
+            .timestamp_millis_opt(10 * HOUR_MS + 5)
+            .single()
+            .unwrap_or_default();
+        let past = Utc
+            .timestamp_millis_opt(HOUR_MS)
+            .single()
+            .unwrap_or_default();
+        let later = Utc
+            .timestamp_millis_opt(12 * HOUR_MS)
+            .single()
+            .unwrap_or_default();
+        assert_eq!(expiry_bucket(past, now), 10);
+        assert_eq!(expiry_bucket(later, now), 12);
+    }
+
+    #[test]
+    fn log_days_follow_the_uuid_v7_time() {
+        let id = Uuid::now_v7();
+        let epoch = Utc.timestamp_millis_opt(0).single().unwrap_or_default();
+        assert_eq!(
+            day_of(id, epoch),
+            day_of_millis(Utc::now().timestamp_millis())
+        );
+        assert_eq!(day_of(Uuid::nil(), epoch), 0);
+    }
+}

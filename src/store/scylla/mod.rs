@@ -19,64 +19,49 @@
 //! Expiries: rows sit in hour buckets; a low-water mark in `meta` says below which
 //! hour every bucket is known to be empty, so `due_expiries` scans from the mark
 //! (however long the server was down) and never from the beginning of time.
+//!
+//! This file maps each [`Store`] call; the rest is by what it holds: `statements`
+//! (schema and prepared statements), `writes` (partition-grouped batches), `reads`
+//! (pages, cursors' listings, shared lookups), `expiries` (the low-water mark),
+//! `codec` (JSON, click records, keys, cursors), `errors` (transient or permanent).
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+mod codec;
+mod errors;
+mod expiries;
+mod reads;
+mod statements;
+mod writes;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::TryStreamExt;
 use scylla::{
     client::{session::Session, session_builder::SessionBuilder},
-    deserialize::row::DeserializeRow,
-    errors::{DbError, ExecutionError, RequestAttemptError},
-    response::{PagingState, query_result::QueryResult},
-    serialize::{row::SerializeRow, value::SerializeValue},
-    statement::{
-        batch::{Batch, BatchType},
-        prepared::PreparedStatement,
-    },
-    value::{Counter, CqlValue, Row},
+    value::Counter,
 };
 use uuid::Uuid;
 
 use super::{ClickBatch, Page, Store, StoreError, StoreResult};
-
-mod batch;
-mod codec;
-mod statements;
 use crate::domain::{
-    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryStatus, DeliveryUpdate,
-    Endpoint, Incident, Link,
+    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryUpdate, Endpoint,
+    Incident, Link,
 };
-use batch::*;
-use codec::*;
-use statements::*;
+use codec::{
+    FAILED_DUE, HOUR_MS, click_record, day_of, due_of, expiry_bucket, first_row, from_json,
+    hour_of, lwt_outcome, rows, to_json,
+};
+use errors::corrupt;
+use expiries::EXPIRY_MARK_KEY;
+use reads::{Keep, READ_CONCURRENCY, concurrently, decode_clicks, parse_all};
+use statements::{Statements, schema_statements, ttl_secs};
+use writes::Writes;
 
-/// The CQL schema; `{{keyspace}}` and `{{replication_factor}}` are filled in at open.
-const SCHEMA: &str = include_str!("schema.cql");
-
-/// `meta` key of the expiry low-water mark (an hour bucket number, as text).
-const EXPIRY_MARK_KEY: &str = "relurl.expiry_low_water_hour";
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
 /// The mark only passes an hour bucket this long after the hour ended: an expiry
 /// row written "now" (see [`expiry_bucket`]) has landed by then, even with some
 /// clock skew between nodes.
 const EXPIRY_GRACE_MS: i64 = 10 * 60_000;
-/// Outbox rows of failed deliveries sort after every pending one.
-const FAILED_DUE: i64 = i64::MAX;
-/// Write groups (one partition each) in flight at once for one call.
-const WRITE_CONCURRENCY: usize = 32;
-/// Statements per batch: a whole flush on one link (1024 clicks with long user
-/// agents and referrers) would pass the server's 16 MiB frame and mutation limits.
-const MAX_BATCH_STATEMENTS: usize = 128;
-/// Reads in flight at once when one call needs many (outbox index, links of a page).
-const READ_CONCURRENCY: usize = 32;
-/// Cursor tags: a paging state of one partition, or a day bucket plus one.
-const CURSOR_PARTITION: u8 = b'p';
-const CURSOR_DAY: u8 = b'd';
 
 /// Where and how to connect; built from `[store]` by [`ScyllaOptions::from_config`].
 #[derive(Debug, Clone)]
@@ -131,21 +116,22 @@ impl ScyllaStore {
             .build()
             .await
             .map_err(|e| {
-                StoreError::Backend(format!(
-                    "cannot connect to CQL nodes {}: {e}",
-                    options.nodes.join(", ")
-                ))
+                errors::connect(
+                    format!("cannot connect to CQL nodes {}", options.nodes.join(", ")),
+                    e,
+                )
             })?;
         for statement in schema_statements(&options.keyspace, options.replication_factor) {
             session
                 .query_unpaged(statement.as_str(), ())
                 .await
-                .map_err(|e| StoreError::Backend(format!("applying schema `{statement}`: {e}")))?;
+                .map_err(|e| errors::execution(format!("applying schema `{statement}`"), e))?;
         }
         session
             .await_schema_agreement()
             .await
-            .map_err(|e| StoreError::Backend(format!("waiting for schema agreement: {e}")))?;
+            // Agreement times out while nodes catch up: worth another try.
+            .map_err(|e| StoreError::transient("waiting for schema agreement", e))?;
         let st = Statements::prepare(&session, &options.keyspace).await?;
         let day = Duration::from_secs(86_400);
         let store = Self {
@@ -172,7 +158,7 @@ impl Store for ScyllaStore {
             .session
             .execute_unpaged(&self.inner.st.ping, ())
             .await
-            .map_err(|e| StoreError::Backend(format!("CQL backend not answering: {e}")))?;
+            .map_err(errors::backend("CQL backend not answering"))?;
         Ok(())
     }
 
@@ -392,7 +378,7 @@ impl Store for ScyllaStore {
         cursor: Option<&str>,
     ) -> StoreResult<Page<Link>> {
         let s = &self.inner;
-        let keep: &Keep<'_, Link> = &|codes: Vec<String>| {
+        let keep: &Keep<'_, String, Link> = &|codes: Vec<String>| {
             Box::pin(async move {
                 let reads: Vec<_> = codes
                     .into_iter()
@@ -415,7 +401,7 @@ impl Store for ScyllaStore {
     async fn record_clicks(&self, batch: &ClickBatch) -> StoreResult<()> {
         let s = &self.inner;
         let mut writes = Writes::default();
-        let mut marked = std::collections::HashSet::new();
+        let mut marked = HashSet::new();
         for click in &batch.clicks {
             let day = day_of(click.id, click.at);
             writes.add(
@@ -424,7 +410,7 @@ impl Store for ScyllaStore {
                     click.code.clone(),
                     day,
                     click.id,
-                    to_json(click)?,
+                    click_record(click),
                     s.click_ttl,
                 ),
             )?;
@@ -478,7 +464,7 @@ impl Store for ScyllaStore {
             move |day| Box::new((owned.clone(), day)),
             limit,
             cursor,
-            &parse_all::<Click>,
+            &decode_clicks,
         )
         .await
     }
@@ -578,13 +564,13 @@ impl Store for ScyllaStore {
             .session
             .execute_iter(s.st.endpoints_all.clone(), ())
             .await
-            .map_err(|e| StoreError::Backend(format!("listing all endpoints: {e}")))?;
+            .map_err(|e| errors::pager("listing all endpoints", e))?;
         let texts: Vec<(Option<String>,)> = pager
             .rows_stream::<(Option<String>,)>()
             .map_err(corrupt)?
             .try_collect()
             .await
-            .map_err(|e| StoreError::Backend(format!("listing all endpoints: {e}")))?;
+            .map_err(|e| errors::pager_next("listing all endpoints", e))?;
         texts
             .into_iter()
             .filter_map(|(json,)| json)
@@ -668,7 +654,7 @@ impl Store for ScyllaStore {
         let keys = outcomes.iter().map(|(_, u)| key(u)).collect();
         let old = s.outbox_dues(keys).await?;
         let mut writes = Writes::default();
-        let mut marked = std::collections::HashSet::new();
+        let mut marked = HashSet::new();
         for (attempt, _) in outcomes {
             let day = day_of(attempt.id, attempt.at);
             writes.add(
@@ -722,7 +708,7 @@ impl Store for ScyllaStore {
         cursor: Option<&str>,
     ) -> StoreResult<Page<Attempt>> {
         let s = &self.inner;
-        let keep: &Keep<'_, Attempt> = &move |texts: Vec<String>| {
+        let keep: &Keep<'_, String, Attempt> = &move |texts: Vec<String>| {
             Box::pin(async move {
                 let mut kept = Vec::with_capacity(texts.len());
                 for text in &texts {
@@ -749,89 +735,5 @@ impl Store for ScyllaStore {
     async fn flush(&self) -> StoreResult<()> {
         // Every write was acknowledged by the cluster at its consistency level.
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn schema_is_filled_in_and_split() {
-        let statements = schema_statements("ks_test", 3);
-        assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_test"));
-        assert!(statements[0].contains("'replication_factor': 3"));
-        assert!(statements.iter().all(|s| !s.contains("{{")));
-        assert!(
-            statements
-                .iter()
-                .skip(1)
-                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ks_test."))
-        );
-        assert_eq!(statements.len(), 17);
-    }
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let state = PagingState::new_from_raw_bytes(&b"abc"[..]);
-        let c = encode_partition_cursor(&state).expect("cursor");
-        let back = decode_partition_cursor(Some(&c)).expect("decodes");
-        assert_eq!(
-            back.as_bytes_slice().map(|b| b.to_vec()),
-            Some(b"abc".to_vec())
-        );
-        let d = encode_day_cursor(20_000, Some(&state));
-        let (day, back) = decode_day_cursor(Some(&d)).expect("decodes").expect("some");
-        assert_eq!(day, 20_000);
-        assert_eq!(
-            back.as_bytes_slice().map(|b| b.to_vec()),
-            Some(b"abc".to_vec())
-        );
-        let (day, back) = decode_day_cursor(Some(&encode_day_cursor(-3, None)))
-            .expect("decodes")
-            .expect("some");
-        assert_eq!((day, back.as_bytes_slice().is_none()), (-3, true));
-        assert!(matches!(
-            decode_partition_cursor(Some("%%")),
-            Err(StoreError::BadCursor)
-        ));
-        assert!(matches!(
-            decode_partition_cursor(Some(&d)),
-            Err(StoreError::BadCursor)
-        ));
-        assert!(matches!(
-            decode_day_cursor(Some(&c)),
-            Err(StoreError::BadCursor)
-        ));
-    }
-
-    #[test]
-    fn expiry_buckets_never_fall_behind_now() {
-        let now = Utc
-            .timestamp_millis_opt(10 * HOUR_MS + 5)
-            .single()
-            .unwrap_or_default();
-        let past = Utc
-            .timestamp_millis_opt(HOUR_MS)
-            .single()
-            .unwrap_or_default();
-        let later = Utc
-            .timestamp_millis_opt(12 * HOUR_MS)
-            .single()
-            .unwrap_or_default();
-        assert_eq!(expiry_bucket(past, now), 10);
-        assert_eq!(expiry_bucket(later, now), 12);
-    }
-
-    #[test]
-    fn log_days_follow_the_uuid_v7_time() {
-        let id = Uuid::now_v7();
-        let epoch = Utc.timestamp_millis_opt(0).single().unwrap_or_default();
-        assert_eq!(
-            day_of(id, epoch),
-            day_of_millis(Utc::now().timestamp_millis())
-        );
-        assert_eq!(day_of(Uuid::nil(), epoch), 0);
     }
 }

@@ -1,6 +1,14 @@
 //! The CQL schema statements and every prepared data-access statement.
 
-use super::*;
+use std::time::Duration;
+
+use scylla::{client::session::Session, statement::prepared::PreparedStatement};
+
+use super::errors;
+use crate::store::StoreResult;
+
+/// The CQL schema; `{{keyspace}}` and `{{replication_factor}}` are filled in at open.
+const SCHEMA: &str = include_str!("schema.cql");
 
 /// Every data-access statement, prepared once at open.
 pub(super) struct Statements {
@@ -65,7 +73,7 @@ impl Statements {
             let mut prepared = session
                 .prepare(cql.as_str())
                 .await
-                .map_err(|e| StoreError::Backend(format!("preparing `{cql}`: {e}")))?;
+                .map_err(|e| errors::prepare(format!("preparing `{cql}`"), e))?;
             // Plain writes and reads may be retried; LWTs and counters may not.
             let lwt_or_counter = cql.contains(" IF ") || cql.contains("n = n +");
             prepared.set_is_idempotent(!lwt_or_counter);
@@ -106,10 +114,10 @@ impl Statements {
             count_add: p("UPDATE {ks}.click_counts SET n = n + ? WHERE code = ?").await?,
             count_get: p("SELECT n FROM {ks}.click_counts WHERE code = ?").await?,
             click_insert: p(
-                "INSERT INTO {ks}.clicks (code, day, id, json) VALUES (?, ?, ?, ?) USING TTL ?",
+                "INSERT INTO {ks}.clicks (code, day, id, record) VALUES (?, ?, ?, ?) USING TTL ?",
             )
             .await?,
-            clicks_page: p("SELECT json FROM {ks}.clicks WHERE code = ? AND day = ?").await?,
+            clicks_page: p("SELECT record FROM {ks}.clicks WHERE code = ? AND day = ?").await?,
             clicks_delete_day: p("DELETE FROM {ks}.clicks WHERE code = ? AND day = ?").await?,
             click_day_insert: p(
                 "INSERT INTO {ks}.click_days (code, day) VALUES (?, ?) USING TTL ?",
@@ -232,4 +240,24 @@ pub(super) fn schema_statements(keyspace: &str, replication_factor: u32) -> Vec<
 pub(super) fn ttl_secs(ttl: Duration, extra: Duration) -> i32 {
     // Config validation keeps TTLs within ten years: far inside i32 seconds.
     i32::try_from((ttl + extra).as_secs()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_filled_in_and_split() {
+        let statements = schema_statements("ks_test", 3);
+        assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS ks_test"));
+        assert!(statements[0].contains("'replication_factor': 3"));
+        assert!(statements.iter().all(|s| !s.contains("{{")));
+        assert!(
+            statements
+                .iter()
+                .skip(1)
+                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ks_test."))
+        );
+        assert_eq!(statements.len(), 17);
+    }
 }

@@ -1,0 +1,63 @@
+//! Conformance: the small tables: ping, meta values, accounts by key hash, fraud incidents.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::domain::{Account, Incident};
+use crate::store::SharedStore;
+
+pub async fn ping_answers(store: SharedStore) {
+    store.ping().await.expect("ping");
+}
+
+pub async fn meta_first_value_wins(store: SharedStore) {
+    assert_eq!(store.meta_get_or_insert("k", "one").await.unwrap(), "one");
+    assert_eq!(store.meta_get_or_insert("k", "two").await.unwrap(), "one");
+}
+
+pub async fn accounts_found_by_key_hash(store: SharedStore) {
+    let account = Account {
+        id: Uuid::now_v7(),
+        name: "acme".into(),
+        created_at: Utc::now(),
+    };
+    store.create_account(&account, [7; 32]).await.unwrap();
+    assert_eq!(
+        store.account_by_key_hash([7; 32]).await.unwrap(),
+        Some(account.id)
+    );
+    assert_eq!(store.account_by_key_hash([8; 32]).await.unwrap(), None);
+}
+
+pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
+    let a = Uuid::now_v7();
+    let b = Uuid::now_v7();
+    for (i, account) in [a, a, b, a].into_iter().enumerate() {
+        store
+            .record_incident(&Incident {
+                id: Uuid::now_v7(),
+                account_id: account,
+                code: format!("i{i}"),
+                ip_range: "203.0.113.0/24".into(),
+                clicks: 201,
+                window_secs: 10,
+                at: Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    let page = store.list_incidents(a, 2, None).await.unwrap();
+    let codes: Vec<_> = page.items.iter().map(|i| i.code.as_str()).collect();
+    assert_eq!(codes, ["i3", "i1"]);
+    let rest = store
+        .list_incidents(a, 2, page.next_cursor.as_deref())
+        .await
+        .unwrap();
+    let codes: Vec<_> = rest.items.iter().map(|i| i.code.as_str()).collect();
+    assert_eq!(codes, ["i0"]);
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(
+        store.list_incidents(b, 10, None).await.unwrap().items.len(),
+        1
+    );
+}
