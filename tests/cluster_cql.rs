@@ -40,7 +40,10 @@ impl Keyspace {
             "CREATE KEYSPACE {name} WITH replication = \
              {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
         );
-        session.query_unpaged(create, ()).await.expect("create keyspace");
+        session
+            .query_unpaged(create, ())
+            .await
+            .expect("create keyspace");
         Some(Self {
             session: Arc::new(session),
             name,
@@ -79,7 +82,9 @@ const TTL: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn two_nodes_contend_for_one_lease_and_exactly_one_wins() {
-    let Some(ks) = Keyspace::fresh().await else { return };
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
     let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let lease = LeaseName::Endpoint(Uuid::now_v7());
     let (ra, rb) = tokio::join!(a.acquire_lease(lease, 1), b.acquire_lease(lease, 1));
@@ -99,37 +104,64 @@ async fn two_nodes_contend_for_one_lease_and_exactly_one_wins() {
 
 #[tokio::test]
 async fn renewals_and_releases_are_fenced_by_owner_and_epoch() {
-    let Some(ks) = Keyspace::fresh().await else { return };
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
     let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let lease = LeaseName::Expiry;
     let held = Holder {
         owner: a.node_id(),
         epoch: 3,
     };
-    assert_eq!(a.acquire_lease(lease, 3).await.unwrap(), LeaseOutcome::Applied);
-    assert_eq!(a.renew_lease(lease, 3).await.unwrap(), LeaseOutcome::Applied);
+    assert_eq!(
+        a.acquire_lease(lease, 3).await.unwrap(),
+        LeaseOutcome::Applied
+    );
+    assert_eq!(
+        a.renew_lease(lease, 3).await.unwrap(),
+        LeaseOutcome::Applied
+    );
     let refused = LeaseOutcome::Refused(Some(held));
-    assert_eq!(a.renew_lease(lease, 2).await.unwrap(), refused, "stale epoch");
-    assert_eq!(b.renew_lease(lease, 3).await.unwrap(), refused, "not the owner");
+    assert_eq!(
+        a.renew_lease(lease, 2).await.unwrap(),
+        refused,
+        "stale epoch"
+    );
+    assert_eq!(
+        b.renew_lease(lease, 3).await.unwrap(),
+        refused,
+        "not the owner"
+    );
     assert_eq!(b.release_lease(lease, 3).await.unwrap(), refused);
     assert_eq!(a.release_lease(lease, 2).await.unwrap(), refused);
-    assert_eq!(a.release_lease(lease, 3).await.unwrap(), LeaseOutcome::Applied);
+    assert_eq!(
+        a.release_lease(lease, 3).await.unwrap(),
+        LeaseOutcome::Applied
+    );
     assert_eq!(
         a.renew_lease(lease, 3).await.unwrap(),
         LeaseOutcome::Refused(None),
         "a released lease cannot be renewed back"
     );
-    assert_eq!(b.acquire_lease(lease, 4).await.unwrap(), LeaseOutcome::Applied);
+    assert_eq!(
+        b.acquire_lease(lease, 4).await.unwrap(),
+        LeaseOutcome::Applied
+    );
     ks.drop().await;
 }
 
 #[tokio::test]
 async fn a_lapsed_lease_is_taken_over_with_a_higher_epoch() {
-    let Some(ks) = Keyspace::fresh().await else { return };
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
     let ttl = Duration::from_secs(2);
     let (a, b) = (ks.node(ttl).await, ks.node(ttl).await);
     let lease = LeaseName::Endpoint(Uuid::now_v7());
-    assert_eq!(a.acquire_lease(lease, 1).await.unwrap(), LeaseOutcome::Applied);
+    assert_eq!(
+        a.acquire_lease(lease, 1).await.unwrap(),
+        LeaseOutcome::Applied
+    );
     let seen = match b.acquire_lease(lease, 1).await.unwrap() {
         LeaseOutcome::Refused(Some(holder)) => holder,
         other => panic!("a holds it: {other:?}"),
@@ -154,7 +186,9 @@ async fn a_lapsed_lease_is_taken_over_with_a_higher_epoch() {
 
 #[tokio::test]
 async fn a_node_without_heartbeats_leaves_the_live_set_after_the_ttl() {
-    let Some(ks) = Keyspace::fresh().await else { return };
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
     let ttl = Duration::from_secs(2);
     let (a, b) = (ks.node(ttl).await, ks.node(ttl).await);
     let started = Utc::now();
@@ -162,13 +196,25 @@ async fn a_node_without_heartbeats_leaves_the_live_set_after_the_ttl() {
     b.heartbeat(started, "10.0.0.2:8080").await.unwrap();
     let live = a.live_nodes().await.unwrap();
     assert_eq!(live.len(), 2);
-    let a_row = live.iter().find(|n| n.node_id == a.node_id()).expect("a is live");
+    let a_row = live
+        .iter()
+        .find(|n| n.node_id == a.node_id())
+        .expect("a is live");
     assert_eq!(a_row.addr, "10.0.0.1:8080");
-    assert_eq!(a_row.started_at.timestamp_millis(), started.timestamp_millis());
+    assert_eq!(
+        a_row.started_at.timestamp_millis(),
+        started.timestamp_millis()
+    );
     // Only B keeps beating.
     eventually("a's heartbeat expired", async || {
         b.heartbeat(started, "10.0.0.2:8080").await.unwrap();
-        let ids: Vec<Uuid> = b.live_nodes().await.unwrap().iter().map(|n| n.node_id).collect();
+        let ids: Vec<Uuid> = b
+            .live_nodes()
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.node_id)
+            .collect();
         assert!(ids.contains(&b.node_id()), "b kept beating");
         !ids.contains(&a.node_id())
     })
@@ -178,7 +224,9 @@ async fn a_node_without_heartbeats_leaves_the_live_set_after_the_ttl() {
 
 #[tokio::test]
 async fn the_change_feed_round_trips_across_two_buckets() {
-    let Some(ks) = Keyspace::fresh().await else { return };
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
     let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let edge = (Utc::now().timestamp_millis() / BUCKET_MS) * BUCKET_MS;
     let at = |ms: i64, key: &str, seq: u16| {
@@ -208,7 +256,9 @@ async fn the_change_feed_round_trips_across_two_buckets() {
 
 #[tokio::test]
 async fn fraud_counts_from_two_nodes_sum_over_the_window() {
-    let Some(ks) = Keyspace::fresh().await else { return };
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
     let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let key = WindowKey {
         code: Arc::from("hot"),
@@ -219,7 +269,9 @@ async fn fraud_counts_from_two_nodes_sum_over_the_window() {
         second,
         count,
     };
-    a.write_fraud_counts(&[row(50, 1000), row(100, 3), row(101, 2)]).await.unwrap();
+    a.write_fraud_counts(&[row(50, 1000), row(100, 3), row(101, 2)])
+        .await
+        .unwrap();
     b.write_fraud_counts(&[row(101, 4)]).await.unwrap();
     // A's running count of second 101 grew: the row is rewritten whole.
     a.write_fraud_counts(&[row(101, 5)]).await.unwrap();

@@ -114,26 +114,36 @@ impl ClusterCql {
             Ok(prepared)
         };
         let st = Statements {
-            heartbeat: p("INSERT INTO {ks}.cluster_nodes (node_id, started_at, addr) \
-                          VALUES (?, ?, ?) USING TTL ?")
+            heartbeat: p(
+                "INSERT INTO {ks}.cluster_nodes (node_id, started_at, addr) \
+                          VALUES (?, ?, ?) USING TTL ?",
+            )
             .await?,
             nodes: p("SELECT node_id, started_at, addr FROM {ks}.cluster_nodes").await?,
-            acquire: p("INSERT INTO {ks}.cluster_leases (name, owner, epoch) VALUES (?, ?, ?) \
-                        IF NOT EXISTS USING TTL ?")
+            acquire: p(
+                "INSERT INTO {ks}.cluster_leases (name, owner, epoch) VALUES (?, ?, ?) \
+                        IF NOT EXISTS USING TTL ?",
+            )
             .await?,
-            renew: p("UPDATE {ks}.cluster_leases USING TTL ? SET owner = ?, epoch = ? \
-                      WHERE name = ? IF owner = ? AND epoch = ?")
+            renew: p(
+                "UPDATE {ks}.cluster_leases USING TTL ? SET owner = ?, epoch = ? \
+                      WHERE name = ? IF owner = ? AND epoch = ?",
+            )
             .await?,
             release: p("DELETE FROM {ks}.cluster_leases WHERE name = ? IF owner = ? AND epoch = ?")
                 .await?,
-            change_insert: p("INSERT INTO {ks}.cluster_changes (bucket, ts, kind, key, node) \
-                              VALUES (?, ?, ?, ?, ?) USING TTL ?")
+            change_insert: p(
+                "INSERT INTO {ks}.cluster_changes (bucket, ts, kind, key, node) \
+                              VALUES (?, ?, ?, ?, ?) USING TTL ?",
+            )
             .await?,
             changes_from: p("SELECT ts, kind, key, node FROM {ks}.cluster_changes \
                              WHERE bucket = ? AND ts >= minTimeuuid(?)")
             .await?,
-            fraud_insert: p("INSERT INTO {ks}.cluster_fraud (code, ip_range, second, node, n) \
-                             VALUES (?, ?, ?, ?, ?) USING TTL ?")
+            fraud_insert: p(
+                "INSERT INTO {ks}.cluster_fraud (code, ip_range, second, node, n) \
+                             VALUES (?, ?, ?, ?, ?) USING TTL ?",
+            )
             .await?,
             fraud_window: p("SELECT second, n FROM {ks}.cluster_fraud \
                              WHERE code = ? AND ip_range = ? AND second >= ? AND second <= ?")
@@ -190,7 +200,14 @@ impl ClusterCql {
 
     /// Extends the lease's TTL if this node still holds it at `epoch`.
     pub async fn renew_lease(&self, lease: LeaseName, epoch: i64) -> Result<LeaseOutcome> {
-        let values = (self.lease_ttl, self.node, epoch, lease.key(), self.node, epoch);
+        let values = (
+            self.lease_ttl,
+            self.node,
+            epoch,
+            lease.key(),
+            self.node,
+            epoch,
+        );
         self.lwt(&self.st.renew, values, "renewing lease").await
     }
 
@@ -232,7 +249,14 @@ impl ClusterCql {
 
     pub async fn append_change(&self, change: &Change) -> Result<()> {
         let (bucket, ts, kind, key, node) = change.encode();
-        let values = (bucket, CqlTimeuuid::from(ts), kind, key, node, self.feed_ttl);
+        let values = (
+            bucket,
+            CqlTimeuuid::from(ts),
+            kind,
+            key,
+            node,
+            self.feed_ttl,
+        );
         self.session
             .execute_unpaged(&self.st.change_insert, values)
             .await
@@ -242,7 +266,12 @@ impl ClusterCql {
 
     /// Changes in `bucket` at or after `from_ms`, oldest first, at most `limit`:
     /// a full answer means the rest of the bucket was not read.
-    pub async fn read_changes(&self, bucket: i64, from_ms: i64, limit: usize) -> Result<Vec<Change>> {
+    pub async fn read_changes(
+        &self,
+        bucket: i64,
+        from_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Change>> {
         let values = (bucket, CqlTimestamp(from_ms));
         let rows: Vec<(CqlTimeuuid, String, String, Uuid)> = self
             .read_all(&self.st.changes_from, values, limit, "reading changes")
@@ -271,7 +300,14 @@ impl ClusterCql {
                 .map(|r| {
                     batch.append_statement(self.st.fraud_insert.clone());
                     let range = r.key.range.to_string();
-                    (r.key.code.to_string(), range, r.second, self.node, r.count, self.fraud_ttl)
+                    (
+                        r.key.code.to_string(),
+                        range,
+                        r.second,
+                        self.node,
+                        r.count,
+                        self.fraud_ttl,
+                    )
                 })
                 .collect();
             batch.set_is_idempotent(true);
@@ -295,8 +331,13 @@ impl ClusterCql {
             *seconds.start(),
             *seconds.end(),
         );
-        self.read_all(&self.st.fraud_window, values, usize::MAX, "reading fraud counts")
-            .await
+        self.read_all(
+            &self.st.fraud_window,
+            values,
+            usize::MAX,
+            "reading fraud counts",
+        )
+        .await
     }
 
     /// A read of up to `limit` rows, paged.
@@ -356,7 +397,9 @@ fn lease_outcome(result: QueryResult) -> std::result::Result<LeaseOutcome, Strin
         return Ok(LeaseOutcome::Applied);
     }
     let holder = match (column(owner_at), column(epoch_at)) {
-        (Some(CqlValue::Uuid(owner)), Some(CqlValue::BigInt(epoch))) => Some(Holder { owner, epoch }),
+        (Some(CqlValue::Uuid(owner)), Some(CqlValue::BigInt(epoch))) => {
+            Some(Holder { owner, epoch })
+        }
         (None, _) => None,
         (owner, epoch) => return Err(format!("lease row with owner {owner:?}, epoch {epoch:?}")),
     };
@@ -372,7 +415,10 @@ mod tests {
         let statements = schema_statements("ks_test");
         assert_eq!(statements.len(), 4);
         for s in &statements {
-            assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks_test.cluster_"), "{s}");
+            assert!(
+                s.starts_with("CREATE TABLE IF NOT EXISTS ks_test.cluster_"),
+                "{s}"
+            );
             assert!(!s.contains("--") && !s.contains("{{"), "{s}");
         }
     }

@@ -100,7 +100,13 @@ impl Change {
 
     /// The row's columns: (bucket, ts, kind, key, node).
     pub fn encode(&self) -> (i64, Uuid, &'static str, &str, Uuid) {
-        (self.bucket(), self.id, self.kind.as_str(), &self.key, self.node)
+        (
+            self.bucket(),
+            self.id,
+            self.kind.as_str(),
+            &self.key,
+            self.node,
+        )
     }
 
     /// From the columns (ts, kind, key, node); the error names the bad field.

@@ -31,13 +31,25 @@ fn kinds_and_rows_round_trip() {
     for kind in ChangeKind::ALL {
         assert_eq!(ChangeKind::parse(kind.as_str()), Some(kind));
     }
-    let c = Change::new(ChangeKind::EndpointDeleted, "e1".into(), NODE, T * 1_000_000, 7);
+    let c = Change::new(
+        ChangeKind::EndpointDeleted,
+        "e1".into(),
+        NODE,
+        T * 1_000_000,
+        7,
+    );
     let (bucket, ts, kind, key, node) = c.encode();
     assert_eq!(bucket, T / BUCKET_MS);
-    assert_eq!(Change::decode(ts, kind, key.to_string(), node), Ok(c.clone()));
+    assert_eq!(
+        Change::decode(ts, kind, key.to_string(), node),
+        Ok(c.clone())
+    );
     let bad = Change::decode(ts, "link.moved", "x".into(), node).unwrap_err();
     assert!(bad.contains("unknown kind `link.moved`"), "{bad}");
-    assert!(Change::decode(NODE, kind, "x".into(), node).is_err(), "a v7 id is not a ts");
+    assert!(
+        Change::decode(NODE, kind, "x".into(), node).is_err(),
+        "a v7 id is not a ts"
+    );
 }
 
 #[test]
@@ -47,7 +59,11 @@ fn timeuuids_keep_their_time_and_order() {
     assert_eq!(a.get_version_num(), 1);
     assert_eq!(timeuuid_millis(a), T);
     assert_ne!(a, b);
-    assert_ne!(a, timeuuid(T * 1_000_000 + 123_400, 2, NODE), "clock_seq tells apart");
+    assert_ne!(
+        a,
+        timeuuid(T * 1_000_000 + 123_400, 2, NODE),
+        "clock_seq tells apart"
+    );
     assert_eq!(timeuuid_millis(NODE), 0);
     assert_eq!(bucket_of(-1), -1);
 }
@@ -99,7 +115,10 @@ fn the_seen_set_is_pruned_and_capped() {
     assert_eq!(cursor.untracked, 2);
     assert_eq!(cursor.seen.len(), 3);
     cursor.advance(T + 2_100);
-    assert!(cursor.seen.is_empty(), "entries before the next read's start go");
+    assert!(
+        cursor.seen.is_empty(),
+        "entries before the next read's start go"
+    );
 }
 
 #[test]

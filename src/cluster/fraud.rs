@@ -164,7 +164,11 @@ mod tests {
         local.add(key("a"), 101);
         let again = local.flush(102);
         assert_eq!(again.len(), 1);
-        assert_eq!((again[0].second, again[0].count), (101, 2), "the running count");
+        assert_eq!(
+            (again[0].second, again[0].count),
+            (101, 2),
+            "the running count"
+        );
     }
 
     #[test]
@@ -175,7 +179,10 @@ mod tests {
         local.flush(110);
         assert!(local.is_empty());
         local.add(key("a"), 100);
-        assert!(local.flush(110).is_empty(), "a late click cannot shrink the row");
+        assert!(
+            local.flush(110).is_empty(),
+            "a late click cannot shrink the row"
+        );
     }
 
     #[test]
@@ -201,10 +208,26 @@ mod tests {
     #[test]
     fn the_decision_sums_every_node_inside_the_window_only() {
         // Three nodes, 40 clicks each in the window; 1000 clicks long before it.
-        let rows = [(50, 1000), (91, 20), (91, 20), (91, 20), (100, 20), (100, 20), (100, 20)];
-        assert_eq!(decide(rows, 100, 10, 120), (120, false), "not more than the threshold");
+        let rows = [
+            (50, 1000),
+            (91, 20),
+            (91, 20),
+            (91, 20),
+            (100, 20),
+            (100, 20),
+            (100, 20),
+        ];
+        assert_eq!(
+            decide(rows, 100, 10, 120),
+            (120, false),
+            "not more than the threshold"
+        );
         assert_eq!(decide(rows, 100, 10, 119), (120, true));
-        assert_eq!(decide(rows, 101, 10, 100), (60, false), "second 91 left the window");
+        assert_eq!(
+            decide(rows, 101, 10, 100),
+            (60, false),
+            "second 91 left the window"
+        );
     }
 
     #[test]

@@ -101,13 +101,27 @@ pub enum LeaseOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseAction {
     /// Insert the lease row if absent, with this owner and epoch.
-    Acquire { lease: LeaseName, epoch: i64 },
+    Acquire {
+        lease: LeaseName,
+        epoch: i64,
+    },
     /// Extend the row's TTL if it is still (this node, epoch).
-    Renew { lease: LeaseName, epoch: i64 },
+    Renew {
+        lease: LeaseName,
+        epoch: i64,
+    },
     /// Delete the row if it is still (this node, epoch).
-    Release { lease: LeaseName, epoch: i64 },
-    StartActor { lease: LeaseName, epoch: i64 },
-    StopActor { lease: LeaseName },
+    Release {
+        lease: LeaseName,
+        epoch: i64,
+    },
+    StartActor {
+        lease: LeaseName,
+        epoch: i64,
+    },
+    StopActor {
+        lease: LeaseName,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -163,7 +177,10 @@ impl LeaseTable {
             if let (false, Some((epoch, _))) = (keep, slot.held) {
                 // Gone (endpoint deleted): stop, then free the row at once.
                 actions.push(LeaseAction::StopActor { lease: *lease });
-                actions.push(LeaseAction::Release { lease: *lease, epoch });
+                actions.push(LeaseAction::Release {
+                    lease: *lease,
+                    epoch,
+                });
             }
             keep
         });
@@ -172,7 +189,8 @@ impl LeaseTable {
         for lease in wanted {
             let preferred = preferred_owner(lease.hash_key(), &nodes) == Some(self.me);
             let slot = self.slots.entry(lease).or_default();
-            self.timing.step(self.me, lease, slot, preferred, now, &mut actions);
+            self.timing
+                .step(self.me, lease, slot, preferred, now, &mut actions);
         }
         actions
     }
@@ -249,7 +267,10 @@ impl LeaseTiming {
         actions: &mut Vec<LeaseAction>,
     ) {
         // An answer that never came: the row has expired by now whatever it did.
-        if slot.in_flight.is_some_and(|(_, sent)| now >= sent + self.ttl) {
+        if slot
+            .in_flight
+            .is_some_and(|(_, sent)| now >= sent + self.ttl)
+        {
             slot.in_flight = None;
         }
         if let Some((epoch, since)) = slot.held {

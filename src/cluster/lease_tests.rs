@@ -62,11 +62,27 @@ fn only_the_preferred_owner_acquires_a_free_lease() {
     let mine = lease_preferring(w.me, &live, 0);
     let theirs = lease_preferring(w.other, &live, 0);
     let actions = w.tick(0, &live, &[mine, theirs]);
-    assert_eq!(actions, vec![LeaseAction::Acquire { lease: mine, epoch: 1 }]);
+    assert_eq!(
+        actions,
+        vec![LeaseAction::Acquire {
+            lease: mine,
+            epoch: 1
+        }]
+    );
     let start = w.settle(3, actions[0], LeaseOutcome::Applied);
-    assert_eq!(start, vec![LeaseAction::StartActor { lease: mine, epoch: 1 }]);
+    assert_eq!(
+        start,
+        vec![LeaseAction::StartActor {
+            lease: mine,
+            epoch: 1
+        }]
+    );
     assert!(w.table.holds(mine) && !w.table.holds(theirs));
-    assert_eq!(w.tick(1000, &live, &[mine, theirs]), vec![], "nothing due yet");
+    assert_eq!(
+        w.tick(1000, &live, &[mine, theirs]),
+        vec![],
+        "nothing due yet"
+    );
 }
 
 #[test]
@@ -87,7 +103,11 @@ fn a_holder_renews_every_quarter_ttl_and_keeps_running() {
     assert_eq!(w.tick(2000, &[w.me], &[lease]), vec![]);
     let renew = LeaseAction::Renew { lease, epoch: 1 };
     assert_eq!(w.tick(2500, &[w.me], &[lease]), vec![renew]);
-    assert_eq!(w.tick(3000, &[w.me], &[lease]), vec![], "one call in flight at a time");
+    assert_eq!(
+        w.tick(3000, &[w.me], &[lease]),
+        vec![],
+        "one call in flight at a time"
+    );
     assert_eq!(w.settle(2600, renew, LeaseOutcome::Applied), vec![]);
     // Renewed as of its send time (2.5 s): the 8 s deadline moved to 10.5 s.
     assert_eq!(w.tick(9000, &[w.me], &[lease]), vec![renew]);
@@ -143,7 +163,10 @@ fn a_dead_holders_lease_is_retried_until_its_ttl_frees_it_with_a_higher_epoch() 
     };
     let first = LeaseAction::Acquire { lease, epoch: 1 };
     assert_eq!(w.tick(0, &[w.me], &[lease]), vec![first]);
-    assert_eq!(w.settle(5, first, LeaseOutcome::Refused(Some(dead))), vec![]);
+    assert_eq!(
+        w.settle(5, first, LeaseOutcome::Refused(Some(dead))),
+        vec![]
+    );
     let retry = LeaseAction::Acquire { lease, epoch: 5 };
     assert_eq!(w.tick(1000, &[w.me], &[lease]), vec![retry]);
     w.settle(1005, retry, LeaseOutcome::Refused(Some(dead)));
@@ -188,7 +211,11 @@ fn a_holder_that_is_no_longer_preferred_stops_then_releases() {
     let release = LeaseAction::Release { lease, epoch: 1 };
     assert_eq!(actions, vec![LeaseAction::StopActor { lease }, release]);
     assert_eq!(w.settle(1010, release, LeaseOutcome::Applied), vec![]);
-    assert_eq!(w.tick(2000, &[w.me, back], &[lease]), vec![], "it is theirs now");
+    assert_eq!(
+        w.tick(2000, &[w.me, back], &[lease]),
+        vec![],
+        "it is theirs now"
+    );
 }
 
 #[test]
@@ -219,7 +246,10 @@ fn an_ambiguous_acquire_that_did_apply_is_reclaimed_by_renewal() {
         owner: w.me,
         epoch: 1,
     };
-    assert_eq!(w.settle(5010, acquire, LeaseOutcome::Refused(Some(ours))), vec![]);
+    assert_eq!(
+        w.settle(5010, acquire, LeaseOutcome::Refused(Some(ours))),
+        vec![]
+    );
     let renew = LeaseAction::Renew { lease, epoch: 1 };
     assert_eq!(w.tick(6000, &[w.me], &[lease]), vec![renew]);
     assert_eq!(

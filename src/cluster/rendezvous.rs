@@ -73,7 +73,11 @@ mod tests {
         let fair = 10_000.0 / 3.0;
         for (node, n) in counts {
             let off = (n as f64 - fair).abs() / fair;
-            assert!(off <= 0.05, "node {node} got {n} keys ({:.1}% off)", off * 100.0);
+            assert!(
+                off <= 0.05,
+                "node {node} got {n} keys ({:.1}% off)",
+                off * 100.0
+            );
         }
     }
 
@@ -91,7 +95,11 @@ mod tests {
                 assert_eq!(b, d, "a key of a surviving node moved");
             }
         }
-        assert_eq!(owners(&keys, &nodes), before, "the returning node got other keys");
+        assert_eq!(
+            owners(&keys, &nodes),
+            before,
+            "the returning node got other keys"
+        );
     }
 
     #[test]
