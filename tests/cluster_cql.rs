@@ -185,6 +185,34 @@ async fn a_lapsed_lease_is_taken_over_with_a_higher_epoch() {
 }
 
 #[tokio::test]
+async fn renewals_keep_a_lease_past_its_first_ttl() {
+    let Some(ks) = Keyspace::fresh().await else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let (a, b) = (ks.node(ttl).await, ks.node(ttl).await);
+    let lease = LeaseName::Endpoint(Uuid::now_v7());
+    assert_eq!(
+        a.acquire_lease(lease, 1).await.unwrap(),
+        LeaseOutcome::Applied
+    );
+    // The insert's own TTL (row marker) runs out; the renewed cells keep the row.
+    let until = Instant::now() + ttl * 5 / 2;
+    while Instant::now() < until {
+        sleep(ttl / 4).await;
+        assert_eq!(
+            a.renew_lease(lease, 1).await.unwrap(),
+            LeaseOutcome::Applied
+        );
+        assert!(matches!(
+            b.acquire_lease(lease, 2).await.unwrap(),
+            LeaseOutcome::Refused(Some(h)) if h.owner == a.node_id()
+        ));
+    }
+    ks.drop().await;
+}
+
+#[tokio::test]
 async fn a_node_without_heartbeats_leaves_the_live_set_after_the_ttl() {
     let Some(ks) = Keyspace::fresh().await else {
         return;

@@ -132,6 +132,8 @@ struct Slot {
     seen: Option<Holder>,
     /// The highest epoch seen; the next acquisition takes one more.
     max_epoch: i64,
+    /// This node was the preferred owner at the last tick.
+    preferred: bool,
     /// At most one database call per lease at a time, and when it was sent.
     in_flight: Option<(LeaseAction, Instant)>,
 }
@@ -189,8 +191,7 @@ impl LeaseTable {
         for lease in wanted {
             let preferred = preferred_owner(lease.hash_key(), &nodes) == Some(self.me);
             let slot = self.slots.entry(lease).or_default();
-            self.timing
-                .step(self.me, lease, slot, preferred, now, &mut actions);
+            slot.step(&self.timing, self.me, lease, preferred, now, &mut actions);
         }
         actions
     }
@@ -230,8 +231,9 @@ impl LeaseTable {
             LeaseOutcome::Applied if claim => {
                 slot.max_epoch = slot.max_epoch.max(epoch);
                 slot.seen = Some(mine);
-                // Valid only while the TTL started at (or after) `sent_at` runs.
-                if now < sent_at + self.timing.stop_after() {
+                // Valid only while the TTL started at (or after) `sent_at` runs;
+                // no longer preferred, the next tick releases it unstarted.
+                if slot.preferred && now < sent_at + self.timing.stop_after() {
                     if slot.held.is_none() {
                         actions.push(LeaseAction::StartActor { lease, epoch });
                     }
@@ -255,42 +257,40 @@ impl LeaseTable {
     }
 }
 
-impl LeaseTiming {
-    /// One lease's step in a tick.
+impl Slot {
+    /// This lease's part of a tick.
     fn step(
-        &self,
+        &mut self,
+        timing: &LeaseTiming,
         me: Uuid,
         lease: LeaseName,
-        slot: &mut Slot,
         preferred: bool,
         now: Instant,
         actions: &mut Vec<LeaseAction>,
     ) {
+        self.preferred = preferred;
         // An answer that never came: the row has expired by now whatever it did.
-        if slot
+        if self
             .in_flight
-            .is_some_and(|(_, sent)| now >= sent + self.ttl)
+            .is_some_and(|(_, sent)| now >= sent + timing.ttl)
         {
-            slot.in_flight = None;
+            self.in_flight = None;
         }
-        if let Some((epoch, since)) = slot.held {
-            if now >= since + self.stop_after() {
-                // No successful renewal for too long: stop before anyone can start it.
+        if let Some((epoch, since)) = self.held {
+            // Too long without a successful renewal (stop before anyone can
+            // start it), or another node is preferred now (stop, then release).
+            if now >= since + timing.stop_after() || !preferred {
                 actions.push(LeaseAction::StopActor { lease });
-                slot.held = None;
-                slot.seen = Some(Holder { owner: me, epoch });
-            } else if !preferred {
-                actions.push(LeaseAction::StopActor { lease });
-                slot.held = None;
-                slot.seen = Some(Holder { owner: me, epoch });
-            } else if slot.in_flight.is_none() && now >= since + self.renew_every {
-                self.send(slot, LeaseAction::Renew { lease, epoch }, now, actions);
+                self.held = None;
+                self.seen = Some(Holder { owner: me, epoch });
+            } else if self.in_flight.is_none() && now >= since + timing.renew_every {
+                self.send(LeaseAction::Renew { lease, epoch }, now, actions);
             }
         }
-        if slot.held.is_some() || slot.in_flight.is_some() {
+        if self.held.is_some() || self.in_flight.is_some() {
             return;
         }
-        let own_row = slot.seen.filter(|h| h.owner == me);
+        let own_row = self.seen.filter(|h| h.owner == me);
         let next = match (preferred, own_row) {
             // Our row may still be live (a lapse, an ambiguous answer): reclaim it.
             (true, Some(h)) => LeaseAction::Renew {
@@ -299,7 +299,7 @@ impl LeaseTiming {
             },
             (true, None) => LeaseAction::Acquire {
                 lease,
-                epoch: slot.max_epoch + 1,
+                epoch: self.max_epoch + 1,
             },
             // Hand it to the preferred owner now rather than at TTL.
             (false, Some(h)) => LeaseAction::Release {
@@ -308,11 +308,11 @@ impl LeaseTiming {
             },
             (false, None) => return,
         };
-        self.send(slot, next, now, actions);
+        self.send(next, now, actions);
     }
 
-    fn send(&self, slot: &mut Slot, action: LeaseAction, now: Instant, out: &mut Vec<LeaseAction>) {
-        slot.in_flight = Some((action, now));
+    fn send(&mut self, action: LeaseAction, now: Instant, out: &mut Vec<LeaseAction>) {
+        self.in_flight = Some((action, now));
         out.push(action);
     }
 }

@@ -290,3 +290,21 @@ fn answers_to_calls_not_in_flight_are_ignored() {
     assert_eq!(w.settle(10, stale, LeaseOutcome::Applied), vec![]);
     assert!(!w.table.holds(lease));
 }
+
+#[test]
+fn a_renewal_answered_after_losing_preference_is_released_not_restarted() {
+    let mut w = World::new();
+    let back = w.other;
+    let lease = lease_preferring(back, &[w.me, back], 0);
+    w.hold(0, &[w.me], lease);
+    let renew = LeaseAction::Renew { lease, epoch: 1 };
+    assert_eq!(w.tick(2500, &[w.me], &[lease]), vec![renew]);
+    // The node comes back while the renewal is in flight.
+    let stop = vec![LeaseAction::StopActor { lease }];
+    assert_eq!(w.tick(3000, &[w.me, back], &[lease]), stop);
+    assert_eq!(w.settle(3100, renew, LeaseOutcome::Applied), vec![]);
+    assert_eq!(
+        w.tick(4000, &[w.me, back], &[lease]),
+        vec![LeaseAction::Release { lease, epoch: 1 }]
+    );
+}
