@@ -61,6 +61,13 @@ impl Keyspace {
             .expect("open cluster tables")
     }
 
+    /// A fresh keyspace and two nodes on it with this lease TTL.
+    async fn pair(lease_ttl: Duration) -> Option<(Self, ClusterCql, ClusterCql)> {
+        let ks = Self::fresh().await?;
+        let (a, b) = (ks.node(lease_ttl).await, ks.node(lease_ttl).await);
+        Some((ks, a, b))
+    }
+
     async fn drop(self) {
         let _ = self
             .session
@@ -82,10 +89,9 @@ const TTL: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn two_nodes_contend_for_one_lease_and_exactly_one_wins() {
-    let Some(ks) = Keyspace::fresh().await else {
+    let Some((ks, a, b)) = Keyspace::pair(TTL).await else {
         return;
     };
-    let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let lease = LeaseName::Endpoint(Uuid::now_v7());
     let (ra, rb) = tokio::join!(a.acquire_lease(lease, 1), b.acquire_lease(lease, 1));
     let (ra, rb) = (ra.expect("answer to a"), rb.expect("answer to b"));
@@ -104,10 +110,9 @@ async fn two_nodes_contend_for_one_lease_and_exactly_one_wins() {
 
 #[tokio::test]
 async fn renewals_and_releases_are_fenced_by_owner_and_epoch() {
-    let Some(ks) = Keyspace::fresh().await else {
+    let Some((ks, a, b)) = Keyspace::pair(TTL).await else {
         return;
     };
-    let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let lease = LeaseName::Expiry;
     let held = Holder {
         owner: a.node_id(),
@@ -151,25 +156,31 @@ async fn renewals_and_releases_are_fenced_by_owner_and_epoch() {
 }
 
 #[tokio::test]
-async fn a_lapsed_lease_is_taken_over_with_a_higher_epoch() {
-    let Some(ks) = Keyspace::fresh().await else {
+async fn a_renewed_lease_outlives_its_ttl_and_a_lapsed_one_is_taken_over() {
+    let ttl = Duration::from_secs(2);
+    let Some((ks, a, b)) = Keyspace::pair(ttl).await else {
         return;
     };
-    let ttl = Duration::from_secs(2);
-    let (a, b) = (ks.node(ttl).await, ks.node(ttl).await);
     let lease = LeaseName::Endpoint(Uuid::now_v7());
+    let held_by_a = |outcome| matches!(outcome, LeaseOutcome::Refused(Some(h)) if h == Holder { owner: a.node_id(), epoch: 1 });
     assert_eq!(
         a.acquire_lease(lease, 1).await.unwrap(),
         LeaseOutcome::Applied
     );
-    let seen = match b.acquire_lease(lease, 1).await.unwrap() {
-        LeaseOutcome::Refused(Some(holder)) => holder,
-        other => panic!("a holds it: {other:?}"),
-    };
-    assert_eq!(seen.owner, a.node_id());
-    // A stops renewing (it died); B retries as its lease table would.
+    // The insert's own TTL (row marker) runs out; the renewed cells keep the row.
+    let until = Instant::now() + ttl * 5 / 2;
+    while Instant::now() < until {
+        sleep(ttl / 4).await;
+        assert_eq!(
+            a.renew_lease(lease, 1).await.unwrap(),
+            LeaseOutcome::Applied
+        );
+        assert!(held_by_a(b.acquire_lease(lease, 1).await.unwrap()));
+    }
+    // A stops renewing (it died); B retries, as its lease table would, one
+    // epoch above the one it saw.
     eventually("the lapsed lease is b's", async || {
-        b.acquire_lease(lease, seen.epoch + 1).await.unwrap() == LeaseOutcome::Applied
+        b.acquire_lease(lease, 2).await.unwrap() == LeaseOutcome::Applied
     })
     .await;
     let now_b = Holder {
@@ -185,40 +196,11 @@ async fn a_lapsed_lease_is_taken_over_with_a_higher_epoch() {
 }
 
 #[tokio::test]
-async fn renewals_keep_a_lease_past_its_first_ttl() {
-    let Some(ks) = Keyspace::fresh().await else {
-        return;
-    };
-    let ttl = Duration::from_secs(2);
-    let (a, b) = (ks.node(ttl).await, ks.node(ttl).await);
-    let lease = LeaseName::Endpoint(Uuid::now_v7());
-    assert_eq!(
-        a.acquire_lease(lease, 1).await.unwrap(),
-        LeaseOutcome::Applied
-    );
-    // The insert's own TTL (row marker) runs out; the renewed cells keep the row.
-    let until = Instant::now() + ttl * 5 / 2;
-    while Instant::now() < until {
-        sleep(ttl / 4).await;
-        assert_eq!(
-            a.renew_lease(lease, 1).await.unwrap(),
-            LeaseOutcome::Applied
-        );
-        assert!(matches!(
-            b.acquire_lease(lease, 2).await.unwrap(),
-            LeaseOutcome::Refused(Some(h)) if h.owner == a.node_id()
-        ));
-    }
-    ks.drop().await;
-}
-
-#[tokio::test]
 async fn a_node_without_heartbeats_leaves_the_live_set_after_the_ttl() {
-    let Some(ks) = Keyspace::fresh().await else {
+    let ttl = Duration::from_secs(2);
+    let Some((ks, a, b)) = Keyspace::pair(ttl).await else {
         return;
     };
-    let ttl = Duration::from_secs(2);
-    let (a, b) = (ks.node(ttl).await, ks.node(ttl).await);
     let started = Utc::now();
     a.heartbeat(started, "10.0.0.1:8080").await.unwrap();
     b.heartbeat(started, "10.0.0.2:8080").await.unwrap();
@@ -252,10 +234,9 @@ async fn a_node_without_heartbeats_leaves_the_live_set_after_the_ttl() {
 
 #[tokio::test]
 async fn the_change_feed_round_trips_across_two_buckets() {
-    let Some(ks) = Keyspace::fresh().await else {
+    let Some((ks, a, b)) = Keyspace::pair(TTL).await else {
         return;
     };
-    let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let edge = (Utc::now().timestamp_millis() / BUCKET_MS) * BUCKET_MS;
     let at = |ms: i64, key: &str, seq: u16| {
         let kind = ChangeKind::EndpointUpserted;
@@ -284,10 +265,9 @@ async fn the_change_feed_round_trips_across_two_buckets() {
 
 #[tokio::test]
 async fn fraud_counts_from_two_nodes_sum_over_the_window() {
-    let Some(ks) = Keyspace::fresh().await else {
+    let Some((ks, a, b)) = Keyspace::pair(TTL).await else {
         return;
     };
-    let (a, b) = (ks.node(TTL).await, ks.node(TTL).await);
     let key = WindowKey {
         code: Arc::from("hot"),
         range: "10.1.2.0/24".parse().unwrap(),
