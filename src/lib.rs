@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod clicks;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod events;
