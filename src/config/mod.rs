@@ -28,7 +28,7 @@ use figment::{
     providers::{Format, Serialized, Toml},
     value::{Dict, Map, Value},
 };
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 
 pub use auth::{AuthConfig, RawAuth};
 pub use enrich::{EnrichConfig, RawEnrich};
@@ -60,8 +60,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// The file's shape, section by section; its `Default` is the defaults layer.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RawConfig {
     pub server: RawServer,
     pub auth: RawAuth,
@@ -126,6 +125,7 @@ pub fn load_with(
             Err(_) => errors.push(&name, "not valid UTF-8"),
         }
     }
+    // The environment's order is arbitrary; a fixed one keeps runs alike.
     overrides.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
@@ -145,15 +145,12 @@ pub fn load_with(
     for var in overrides {
         figment = figment.merge(var);
     }
-    let config = read(&figment, &mut errors);
-    errors.into_result(config)
+    read(&figment, errors)
 }
 
 /// Validates what `figment` holds (tests build their own layers).
 pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-    let mut errors = Errors::default();
-    let config = read(&figment, &mut errors);
-    errors.into_result(config)
+    read(&figment, Errors::default())
 }
 
 impl Config {
@@ -166,13 +163,13 @@ impl Config {
 }
 
 /// Reads each section on its own, so a bad key in one does not hide another's.
-fn read(figment: &Figment, errors: &mut Errors) -> Option<Config> {
+fn read(figment: &Figment, mut errors: Errors) -> Result<Config, ConfigError> {
     let top: Dict = match figment.extract() {
         Ok(top) => top,
         Err(e) => {
             // The file does not parse: nothing below can be read.
             errors.figment(e, "");
-            return None;
+            return Err(ConfigError(errors.0));
         }
     };
     for name in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -181,15 +178,17 @@ fn read(figment: &Figment, errors: &mut Errors) -> Option<Config> {
             format!("unknown section; expected one of {}", SECTIONS.join(", ")),
         );
     }
-    Some(Config {
-        server: section::<RawServer>(figment, "server", errors).validate(errors),
-        auth: section::<RawAuth>(figment, "auth", errors).validate(),
-        store: section::<RawStore>(figment, "store", errors).validate(errors),
-        redirect: section::<RawRedirect>(figment, "redirect", errors).validate(errors),
-        webhooks: section::<RawWebhooks>(figment, "webhooks", errors).validate(errors),
-        fraud: section::<RawFraud>(figment, "fraud", errors).validate(errors),
-        enrich: section::<RawEnrich>(figment, "enrich", errors).validate(errors),
-    })
+    let e = &mut errors;
+    let config = Config {
+        server: section::<RawServer>(figment, "server", e).validate(e),
+        auth: section::<RawAuth>(figment, "auth", e).validate(),
+        store: section::<RawStore>(figment, "store", e).validate(e),
+        redirect: section::<RawRedirect>(figment, "redirect", e).validate(e),
+        webhooks: section::<RawWebhooks>(figment, "webhooks", e).validate(e),
+        fraud: section::<RawFraud>(figment, "fraud", e).validate(e),
+        enrich: section::<RawEnrich>(figment, "enrich", e).validate(e),
+    };
+    errors.into_result(config)
 }
 
 /// One section's raw values; its defaults (checked, harmlessly) when it does not deserialize.
@@ -206,21 +205,21 @@ fn section<T: DeserializeOwned + Default>(figment: &Figment, name: &str, errors:
 /// Problems found so far, each naming its full key. Checks return a value
 /// either way; the config built from them is thrown away if any was pushed.
 #[derive(Debug, Default)]
-pub struct Errors(Vec<String>);
+struct Errors(Vec<String>);
 
 impl Errors {
-    pub fn push(&mut self, key: &str, problem: impl Display) {
+    fn push(&mut self, key: &str, problem: impl Display) {
         self.0.push(format!("{key}: {problem}"));
     }
 
     /// Pushes "`key`: expected `expected`" unless `ok`.
-    pub fn check(&mut self, ok: bool, key: &str, expected: impl Display) {
+    fn check(&mut self, ok: bool, key: &str, expected: impl Display) {
         if !ok {
             self.push(key, format_args!("expected {expected}"));
         }
     }
 
-    pub fn parse<T: FromStr>(&mut self, key: &str, text: &str, expected: &str) -> Option<T> {
+    fn parse<T: FromStr>(&mut self, key: &str, text: &str, expected: &str) -> Option<T> {
         let parsed = text.parse().ok();
         if parsed.is_none() {
             self.push(key, format_args!("expected {expected}, got {text:?}"));
@@ -229,7 +228,7 @@ impl Errors {
     }
 
     /// A duration string (`"300ms"`, `"5s"`, `"1m"`, `"90d"`) within `range`.
-    pub fn duration(
+    fn duration(
         &mut self,
         key: &str,
         text: &str,
@@ -239,7 +238,7 @@ impl Errors {
     }
 
     /// As [`Errors::duration`], in whole seconds.
-    pub fn seconds(
+    fn seconds(
         &mut self,
         key: &str,
         text: &str,
@@ -276,7 +275,7 @@ impl Errors {
         parsed
     }
 
-    pub fn append(&mut self, other: Errors) {
+    fn append(&mut self, other: Errors) {
         self.0.extend(other.0);
     }
 
@@ -325,10 +324,11 @@ impl Errors {
         }
     }
 
-    fn into_result<T>(self, value: Option<T>) -> Result<T, ConfigError> {
-        match value {
-            Some(value) if self.0.is_empty() => Ok(value),
-            _ => Err(ConfigError(self.0)),
+    /// `value` when nothing was pushed; it is thrown away otherwise.
+    fn into_result<T>(self, value: T) -> Result<T, ConfigError> {
+        match self.0.is_empty() {
+            true => Ok(value),
+            false => Err(ConfigError(self.0)),
         }
     }
 }
@@ -345,7 +345,7 @@ fn show(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms >= n && ms % n == 0 {
+        if ms >= n && ms.is_multiple_of(n) {
             return format!("{}{unit}", ms / n);
         }
     }
