@@ -24,7 +24,6 @@ use std::{
 
 use figment::{
     Figment, Metadata, Profile, Provider,
-    error::Kind,
     providers::{Format, Serialized, Toml},
     value::{Dict, Map, Value},
 };
@@ -191,12 +190,37 @@ fn read(figment: &Figment, mut errors: Errors) -> Result<Config, ConfigError> {
     errors.into_result(config)
 }
 
-/// One section's raw values; its defaults (checked, harmlessly) when it does not deserialize.
-fn section<T: DeserializeOwned + Default>(figment: &Figment, name: &str, errors: &mut Errors) -> T {
-    if !figment.contains(name) {
+/// One section's raw values; its defaults (checked, harmlessly) when they do
+/// not deserialize. Unknown keys are reported and set aside first, so the
+/// section's other values are still checked.
+fn section<T: Serialize + DeserializeOwned + Default>(
+    figment: &Figment,
+    name: &str,
+    errors: &mut Errors,
+) -> T {
+    let Ok(given) = figment.find_value(name) else {
         return T::default();
-    }
-    figment.extract_inner(name).unwrap_or_else(|e| {
+    };
+    let known = Value::serialize(T::default())
+        .ok()
+        .and_then(Value::into_dict)
+        .unwrap_or_default();
+    let raw = match given.into_dict() {
+        Some(mut keys) if keys.keys().any(|key| !known.contains_key(key)) => {
+            keys.retain(|key, value| {
+                let ok = known.contains_key(key);
+                if !ok {
+                    let origin = origin(figment.get_metadata(value.tag()));
+                    errors.unknown(&format!("{name}.{key}"), &known, &origin);
+                }
+                ok
+            });
+            // Without the unknown keys; type errors then name no origin.
+            Value::from(keys).deserialize()
+        }
+        _ => figment.extract_inner(name),
+    };
+    raw.unwrap_or_else(|e| {
         errors.figment(e, name);
         T::default()
     })
@@ -234,39 +258,14 @@ impl Errors {
         text: &str,
         range: RangeInclusive<Duration>,
     ) -> Option<Duration> {
-        self.duration_in(key, text, range, false)
-    }
-
-    /// As [`Errors::duration`], in whole seconds.
-    fn seconds(
-        &mut self,
-        key: &str,
-        text: &str,
-        range: RangeInclusive<Duration>,
-    ) -> Option<Duration> {
-        self.duration_in(key, text, range, true)
-    }
-
-    fn duration_in(
-        &mut self,
-        key: &str,
-        text: &str,
-        range: RangeInclusive<Duration>,
-        whole_seconds: bool,
-    ) -> Option<Duration> {
         let parsed = humantime::parse_duration(text)
             .ok()
-            .filter(|d| range.contains(d) && (!whole_seconds || d.subsec_nanos() == 0));
+            .filter(|d| range.contains(d));
         if parsed.is_none() {
-            let what = if whole_seconds {
-                "a whole number of seconds"
-            } else {
-                "a duration"
-            };
             self.push(
                 key,
                 format_args!(
-                    "expected {what} from {} to {}, a string such as \"500ms\", \"10s\", \"5m\" or \"2h\"; got {text:?}",
+                    "expected a duration from {} to {}, a string such as \"500ms\", \"10s\", \"5m\" or \"2h\"; got {text:?}",
                     show(*range.start()),
                     show(*range.end()),
                 ),
@@ -275,21 +274,29 @@ impl Errors {
         parsed
     }
 
+    /// As [`Errors::duration`], in whole seconds (CQL TTLs, per-second windows).
+    fn seconds(
+        &mut self,
+        key: &str,
+        text: &str,
+        range: RangeInclusive<Duration>,
+    ) -> Option<Duration> {
+        let duration = self.duration(key, text, range)?;
+        if duration.subsec_nanos() != 0 {
+            self.push(key, format_args!("expected whole seconds, got {text:?}"));
+            return None;
+        }
+        Some(duration)
+    }
+
     fn append(&mut self, other: Errors) {
         self.0.extend(other.0);
     }
 
-    /// Deserialization errors of `section` (all of them, not only the first).
+    /// Each deserialization error figment reports for `section`, under its full key.
     fn figment(&mut self, error: figment::Error, section: &str) {
         for mut e in error {
-            let origin = e
-                .metadata
-                .as_ref()
-                .map(|m| match &m.source {
-                    Some(source) => format!(" (from {} {source})", m.name),
-                    None => format!(" (from {})", m.name),
-                })
-                .unwrap_or_default();
+            let origin = origin(e.metadata.as_ref());
             // extract_inner appends the section after the path within it.
             if e.path.last().is_some_and(|last| last == section) {
                 e.path.pop();
@@ -303,23 +310,24 @@ impl Errors {
                 }
             }
             match &e.kind {
-                Kind::UnknownField(..)
-                    if let Some((old, new, example)) =
-                        RENAMED.iter().find(|(old, ..)| *old == key) =>
-                {
-                    self.0.push(format!(
-                        "{old} was renamed to {new} (a duration string such as \"{example}\"){origin}"
-                    ));
-                }
-                Kind::UnknownField(_, expected) => self.push(
-                    &key,
-                    format_args!(
-                        "unknown key; expected one of {}{origin}",
-                        expected.join(", ")
-                    ),
-                ),
                 kind if key.is_empty() => self.0.push(format!("{kind}{origin}")),
                 kind => self.push(&key, format_args!("{kind}{origin}")),
+            }
+        }
+    }
+
+    /// A key no section has; a renamed one names its new key.
+    fn unknown(&mut self, key: &str, known: &Dict, origin: &str) {
+        match RENAMED.iter().find(|(old, ..)| *old == key) {
+            Some((old, new, example)) => self.0.push(format!(
+                "{old} was renamed to {new} (a duration string such as \"{example}\"){origin}"
+            )),
+            None => {
+                let known: Vec<&str> = known.keys().map(String::as_str).collect();
+                self.push(
+                    key,
+                    format_args!("unknown key; expected one of {}{origin}", known.join(", ")),
+                )
             }
         }
     }
@@ -330,6 +338,19 @@ impl Errors {
             true => Ok(value),
             false => Err(ConfigError(self.0)),
         }
+    }
+}
+
+/// " (from <provider> <file>)", or nothing when figment does not know.
+fn origin(metadata: Option<&Metadata>) -> String {
+    match metadata {
+        Some(Metadata {
+            name,
+            source: Some(source),
+            ..
+        }) => format!(" (from {name} {source})"),
+        Some(Metadata { name, .. }) => format!(" (from {name})"),
+        None => String::new(),
     }
 }
 
