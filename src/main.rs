@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Configuration file (default: config/relurl.toml when present).
+    /// Configuration file (default: $RELURL_CONFIG, else config/relurl.toml when present).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
 }

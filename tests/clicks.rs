@@ -164,7 +164,8 @@ async fn counts_are_exact_across_a_graceful_restart() {
     // No durable_ack: the graceful stop must flush what is buffered. One client
     // address sends it all, so the fraud detector is off for this test.
     let server =
-        TestServer::start("[redirect]\nflush_interval_ms = 50\n[fraud]\nenabled = false\n").await;
+        TestServer::start("[redirect]\nflush_interval = \"50ms\"\n[fraud]\nenabled = false\n")
+            .await;
     let key = server.account("acme").await;
     server
         .link(

@@ -61,7 +61,7 @@ async fn deliveries_pending_at_a_hard_kill_arrive_after_restart() {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nadmin_token = \"{ADMIN}\"\n[store]\npath = \"{}\"\n\
              [redirect]\ndurable_ack = true\n[fraud]\nenabled = false\n\
-             [webhooks]\nallow_private_targets = true\nretry_jitter = 0.0\ntimeout_ms = 500\n\
+             [webhooks]\nallow_private_targets = true\nretry_jitter = 0.0\ntimeout = \"500ms\"\n\
              retry_schedule = [\"200ms\", \"500ms\", \"1s\", \"2s\", \"3s\", \"4s\", \"6s\", \"8s\"]\n",
             dir.path().join("data").display()
         ),

@@ -14,7 +14,7 @@ use serde_json::json;
 async fn a_flooded_shard_sheds_detail_but_keeps_counts() {
     // One shard with room for 16 clicks, drained only every 3 s: a burst of 400
     // overflows it long before the first drain.
-    let config = "[redirect]\nshards = 1\nshard_queue_limit = 16\nflush_interval_ms = 3000\n[fraud]\nenabled = false\n";
+    let config = "[redirect]\nshards = 1\nshard_queue_limit = 16\nflush_interval = \"3s\"\n[fraud]\nenabled = false\n";
     let server = Arc::new(TestServer::start(config).await);
     let key = server.account("acme").await;
     server

@@ -17,7 +17,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-const BASE: &str = "[webhooks]\nallow_private_targets = true\nretry_schedule = [\"200ms\", \"600ms\"]\nretry_jitter = 0.0\ntimeout_ms = 500\n[redirect]\ndurable_ack = true\nflush_interval_ms = 2\n[fraud]\nenabled = false\n";
+const BASE: &str = "[webhooks]\nallow_private_targets = true\nretry_schedule = [\"200ms\", \"600ms\"]\nretry_jitter = 0.0\ntimeout = \"500ms\"\n[redirect]\ndurable_ack = true\nflush_interval = \"2ms\"\n[fraud]\nenabled = false\n";
 
 fn config(webhooks_extra: &str) -> String {
     BASE.replace("[webhooks]\n", &format!("[webhooks]\n{webhooks_extra}"))
