@@ -3,12 +3,12 @@
 //! across buckets, and fraud counts summed over nodes. Each test uses a keyspace
 //! of its own and two `ClusterCql` "nodes" on it.
 
-#[path = "common/cql.rs"]
-mod cql;
+mod common;
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
+use common::cql;
 use relurl::{
     cluster::{
         cql::{ClusterCql, ClusterOptions},
