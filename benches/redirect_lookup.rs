@@ -1,6 +1,10 @@
-//! The redirect lookup: a cache hit, and a miss that reads the embedded store.
+//! The redirect lookup: a cache hit, a miss that reads the embedded store, and
+//! two threads hitting the same hot codes at once (the redirect path is concurrent).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -28,18 +32,19 @@ fn link(code: String) -> Link {
 
 fn lookup(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
-    let cache = LinkCache::new(
+    let cache = Arc::new(LinkCache::new(
         store.clone(),
         1 << 20,
         Duration::from_secs(5),
         Duration::from_secs(3600),
         "http://b.example",
-    );
+    ));
     let codes: Vec<String> = (0..10_000).map(|i| format!("c{i:06}")).collect();
     runtime.block_on(async {
         for code in &codes {
@@ -68,6 +73,30 @@ fn lookup(c: &mut Criterion) {
             cache.remove(code);
             let cache = &cache;
             async move { matches!(cache.lookup(code).await, Ok(Lookup::Found(_))) }
+        })
+    });
+    // Per iteration: one lookup on each of two threads, on 64 hot codes.
+    let hot: Arc<[String]> = codes[..64].into();
+    group.bench_function("cache_hit_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..2)
+                    .map(|t| {
+                        let (cache, hot) = (cache.clone(), hot.clone());
+                        tokio::spawn(async move {
+                            for n in 0..iters as usize {
+                                let code = &hot[(n + t * 32) % hot.len()];
+                                assert!(matches!(cache.lookup(code).await, Ok(Lookup::Found(_))));
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("bench task");
+                }
+            });
+            start.elapsed()
         })
     });
     group.finish();

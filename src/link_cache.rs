@@ -1,28 +1,32 @@
-//! The redirect path's view of links: a bounded, lock-free read-through cache
-//! over the store that also remembers unknown codes for a while, so scanning
-//! random codes cannot hammer the store.
+//! The redirect path's view of links: a bounded read-through cache over the
+//! store that also remembers unknown codes for a while, so scanning random
+//! codes cannot hammer the store.
 //!
 //! A cached link is re-read after `cache_ttl`, so a change made through another
 //! node (shared ScyllaDB) is seen within that time; when the store cannot be
 //! reached, the last known version keeps answering.
 //!
-//! Bounded by second-chance eviction: a hit marks its entry; when the map grows
-//! past capacity one sweep drops unmarked entries and clears the marks.
+//! `quick_cache` bounds it with S3-FIFO eviction: codes seen once (a scan)
+//! leave before codes hit again. Concurrent misses for one code make one store
+//! read: the first takes the key's placeholder, the others wait for what it
+//! leaves. `put` and `remove` drop a pending placeholder, so a read that raced
+//! with an API change is not cached.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use http::{HeaderValue, StatusCode};
+use quick_cache::{
+    DefaultHashBuilder, Lifecycle, UnitWeighter,
+    sync::{Cache, EntryAction, EntryResult, PlaceholderGuard},
+};
 
 use crate::{
     domain::{AccountId, Link},
     metrics::{CacheMetrics, events::StaleLinkServed},
-    store::{SharedStore, StoreResult},
+    store::{SharedStore, StoreError, StoreResult},
 };
 
 /// What a redirect needs of a link, prepared once when it enters the cache.
@@ -40,7 +44,6 @@ pub struct CachedLink {
     pub expires_at_ms: Option<i64>,
     pub disabled: bool,
     loaded_at: Instant,
-    recently_used: AtomicBool,
 }
 
 impl CachedLink {
@@ -64,7 +67,6 @@ impl CachedLink {
             expires_at_ms: link.expires_at.map(|t| t.timestamp_millis()),
             disabled: link.disabled,
             loaded_at: Instant::now(),
-            recently_used: AtomicBool::new(false),
         }
     }
 
@@ -77,7 +79,54 @@ impl CachedLink {
 #[derive(Clone)]
 enum Entry {
     Found(Arc<CachedLink>),
-    Missing { until: Instant },
+    Missing {
+        until: Instant,
+    },
+    /// The last read failed; kept so the lookups that waited for it answer
+    /// without a read of their own.
+    Unreachable(Arc<Failure>),
+}
+
+struct Failure {
+    /// The version known before the read failed.
+    link: Option<Arc<CachedLink>>,
+    error: String,
+}
+
+impl Entry {
+    fn is_fresh(&self, now: Instant, ttl: Duration) -> bool {
+        match self {
+            Entry::Found(link) => now.saturating_duration_since(link.loaded_at) < ttl,
+            Entry::Missing { until } => *until > now,
+            Entry::Unreachable(_) => false,
+        }
+    }
+
+    /// The same stored value (not an equal one): tells a lookup whether another
+    /// one replaced the entry while it waited.
+    fn is(&self, other: &Entry) -> bool {
+        match (self, other) {
+            (Entry::Found(a), Entry::Found(b)) => Arc::ptr_eq(a, b),
+            (Entry::Missing { until: a }, Entry::Missing { until: b }) => a == b,
+            (Entry::Unreachable(a), Entry::Unreachable(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    fn into_lookup(self) -> Lookup {
+        match self {
+            Entry::Found(link) => Lookup::Found(link),
+            _ => Lookup::NotFound,
+        }
+    }
+
+    fn known_link(&self) -> Option<Arc<CachedLink>> {
+        match self {
+            Entry::Found(link) => Some(link.clone()),
+            Entry::Unreachable(failure) => failure.link.clone(),
+            Entry::Missing { .. } => None,
+        }
+    }
 }
 
 pub enum Lookup {
@@ -85,23 +134,29 @@ pub enum Lookup {
     NotFound,
 }
 
-enum Cached {
-    Fresh(Lookup),
-    /// Past its TTL: re-read, but kept to answer if the store is away.
-    Stale(Arc<CachedLink>),
-    Absent,
+/// Counts evictions into the cache metrics.
+#[derive(Clone)]
+struct Evictions(metrics::Counter);
+
+impl Lifecycle<String, Entry> for Evictions {
+    type RequestState = ();
+
+    fn begin_request(&self) {}
+
+    fn on_evict(&self, _: &mut (), _: String, _: Entry) {
+        self.0.increment(1);
+    }
 }
 
+type Map = Cache<String, Entry, UnitWeighter, DefaultHashBuilder, Evictions>;
+type Guard<'a> = PlaceholderGuard<'a, String, Entry, UnitWeighter, DefaultHashBuilder, Evictions>;
+
 pub struct LinkCache {
-    map: papaya::HashMap<Box<str>, Entry>,
-    capacity: usize,
+    map: Map,
     negative_ttl: Duration,
     ttl: Duration,
     store: SharedStore,
     public_base_url: String,
-    /// Bumped by every API change, so a load that raced with it is not cached.
-    generation: AtomicU64,
-    sweeping: AtomicBool,
     metrics: CacheMetrics,
 }
 
@@ -113,16 +168,20 @@ impl LinkCache {
         ttl: Duration,
         public_base_url: &str,
     ) -> Self {
+        let metrics = CacheMetrics::new();
         Self {
+            map: Cache::with(
+                capacity,
+                capacity as u64,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                Evictions(metrics.evictions.clone()),
+            ),
             ttl,
             public_base_url: public_base_url.to_string(),
-            map: papaya::HashMap::with_capacity(capacity.min(1 << 16)),
-            capacity,
             negative_ttl,
             store,
-            generation: AtomicU64::new(0),
-            sweeping: AtomicBool::new(false),
-            metrics: CacheMetrics::new(),
+            metrics,
         }
     }
 
@@ -132,50 +191,90 @@ impl LinkCache {
 
     /// `lookup` with the caller's clock reading (the redirect path has one already).
     pub async fn lookup_at(&self, code: &str, now: Instant) -> StoreResult<Lookup> {
-        let stale = match self.cached(code, now) {
-            Cached::Fresh(found) => {
+        let seen = match self.map.get(code) {
+            Some(entry) if entry.is_fresh(now, self.ttl) => {
                 self.metrics.hits.increment(1);
-                return Ok(found);
+                return Ok(entry.into_lookup());
             }
-            Cached::Stale(link) => Some(link),
-            Cached::Absent => None,
+            seen => seen,
         };
         self.metrics.misses.increment(1);
-        match (self.load(code).await, stale) {
-            (Err(error), Some(link)) => {
-                StaleLinkServed {
-                    code,
-                    error: &error,
-                }
-                .emit();
-                Ok(Lookup::Found(link))
-            }
-            (result, _) => result,
-        }
-    }
-
-    fn cached(&self, code: &str, now: Instant) -> Cached {
-        match self.map.pin().get(code) {
-            Some(Entry::Found(link)) => {
-                // Read first: writing an already-set flag would bounce the cache line.
-                if !link.recently_used.load(Ordering::Relaxed) {
-                    link.recently_used.store(true, Ordering::Relaxed);
-                }
-                if now.duration_since(link.loaded_at) < self.ttl {
-                    Cached::Fresh(Lookup::Found(link.clone()))
+        let found = self
+            .map
+            .entry_async(code, |_, entry| {
+                // Fresh, or left by a read that finished while this lookup waited.
+                if entry.is_fresh(now, self.ttl) || !seen.as_ref().is_some_and(|s| s.is(entry)) {
+                    EntryAction::Retain(entry.clone())
                 } else {
-                    Cached::Stale(link.clone())
+                    EntryAction::ReplaceWithGuard
                 }
+            })
+            .await;
+        match found {
+            EntryResult::Retained(entry) => self.waited_for(entry),
+            EntryResult::Replaced(guard, old) => self.load(code, guard, old.known_link()).await,
+            EntryResult::Vacant(guard) => self.load(code, guard, None).await,
+            // Neither happens without a timeout or an `EntryAction::Remove`.
+            EntryResult::Removed(..) | EntryResult::Timeout => {
+                self.read(code).await.map(|(_, l)| l)
             }
-            Some(Entry::Missing { until }) if *until > now => Cached::Fresh(Lookup::NotFound),
-            _ => Cached::Absent,
         }
     }
 
-    async fn load(&self, code: &str) -> StoreResult<Lookup> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let link = self.store.get_link(code).await?;
-        let (entry, lookup) = match link {
+    /// What another lookup's read left behind.
+    fn waited_for(&self, entry: Entry) -> StoreResult<Lookup> {
+        match entry {
+            Entry::Unreachable(failure) => match &failure.link {
+                Some(link) => {
+                    StaleLinkServed {
+                        code: &link.code,
+                        error: &failure.error,
+                    }
+                    .emit();
+                    Ok(Lookup::Found(link.clone()))
+                }
+                None => Err(StoreError::transient(
+                    "another lookup's read of this link",
+                    failure.error.clone(),
+                )),
+            },
+            entry => Ok(entry.into_lookup()),
+        }
+    }
+
+    /// Reads `code` for everyone waiting on `guard`; `known` answers (stale) if
+    /// the store cannot.
+    async fn load(
+        &self,
+        code: &str,
+        guard: Guard<'_>,
+        known: Option<Arc<CachedLink>>,
+    ) -> StoreResult<Lookup> {
+        let (entry, result) = match self.read(code).await {
+            Ok((entry, lookup)) => (entry, Ok(lookup)),
+            Err(e) => {
+                let failure = Failure {
+                    link: known.clone(),
+                    error: e.to_string(),
+                };
+                let result = match known {
+                    Some(link) => {
+                        StaleLinkServed { code, error: &e }.emit();
+                        Ok(Lookup::Found(link))
+                    }
+                    None => Err(e),
+                };
+                (Entry::Unreachable(Arc::new(failure)), result)
+            }
+        };
+        // Err: `put` or `remove` took the key meanwhile; this read may be stale.
+        let _ = guard.insert(entry);
+        self.metrics.entries.set(self.map.len() as f64);
+        result
+    }
+
+    async fn read(&self, code: &str) -> StoreResult<(Entry, Lookup)> {
+        Ok(match self.store.get_link(code).await? {
             Some(link) => {
                 let cached = Arc::new(CachedLink::from_link(&link, &self.public_base_url));
                 (Entry::Found(cached.clone()), Lookup::Found(cached))
@@ -186,32 +285,21 @@ impl LinkCache {
                 },
                 Lookup::NotFound,
             ),
-        };
-        let map = self.map.pin();
-        map.insert(code.into(), entry);
-        if self.generation.load(Ordering::Acquire) != generation {
-            // An API change landed while we read: our copy may be stale.
-            map.remove(code);
-        }
-        drop(map);
-        self.evict_if_full();
-        Ok(lookup)
+        })
     }
 
     /// Makes the cache answer with this version of the link at once.
     pub fn put(&self, link: &Link) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.map.pin().insert(
+        self.map.insert(
             link.code.as_str().into(),
             Entry::Found(Arc::new(CachedLink::from_link(link, &self.public_base_url))),
         );
-        self.evict_if_full();
+        self.metrics.entries.set(self.map.len() as f64);
     }
 
     /// Forgets a deleted link (the next lookup reads the store again).
     pub fn remove(&self, code: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.map.pin().remove(code);
+        self.map.remove(code);
     }
 
     pub fn len(&self) -> usize {
@@ -220,40 +308,6 @@ impl LinkCache {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
-    }
-
-    fn evict_if_full(&self) {
-        if self.map.len() <= self.capacity
-            || self
-                .sweeping
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let now = Instant::now();
-        let mut evicted = 0u64;
-        self.map.pin().retain(|_, entry| {
-            let keep = match entry {
-                Entry::Found(link) => link.recently_used.swap(false, Ordering::Relaxed),
-                Entry::Missing { until } => *until > now,
-            };
-            evicted += u64::from(!keep);
-            keep
-        });
-        // Everything was recently used: drop arbitrary entries until back in bounds.
-        if self.map.len() > self.capacity {
-            let excess = self.map.len() - self.capacity;
-            let map = self.map.pin();
-            let victims: Vec<Box<str>> = map.keys().take(excess).cloned().collect();
-            for key in victims {
-                map.remove(&key);
-                evicted += 1;
-            }
-        }
-        self.metrics.evictions.increment(evicted);
-        self.metrics.entries.set(self.map.len() as f64);
-        self.sweeping.store(false, Ordering::Release);
     }
 }
 
@@ -352,5 +406,53 @@ mod tests {
             cache.lookup("c0").await.unwrap(),
             Lookup::Found(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_read_the_store_once() {
+        let (cache, store, _dir) = cache(100).await;
+        store.insert_link(&link("one"), &[]).await.unwrap();
+        let found = futures::future::join_all((0..8).map(|_| cache.lookup("one"))).await;
+        let links: Vec<Arc<CachedLink>> = found
+            .into_iter()
+            .map(|r| match r.unwrap() {
+                Lookup::Found(l) => l,
+                Lookup::NotFound => panic!("expected the stored link"),
+            })
+            .collect();
+        // Every store read builds its own CachedLink: one value means one read.
+        assert!(links.iter().all(|l| Arc::ptr_eq(l, &links[0])));
+    }
+
+    #[tokio::test]
+    async fn a_scan_of_unknown_codes_keeps_hot_links() {
+        let (cache, store, _dir) = cache(100).await;
+        let hot: Vec<Link> = (0..10).map(|i| link(&format!("hot{i}"))).collect();
+        for l in &hot {
+            store.insert_link(l, &[]).await.unwrap();
+            for _ in 0..4 {
+                assert!(matches!(
+                    cache.lookup(&l.code).await.unwrap(),
+                    Lookup::Found(_)
+                ));
+            }
+        }
+        for _ in 0..1000 {
+            let code = Uuid::now_v7().simple().to_string();
+            assert!(matches!(
+                cache.lookup(&code).await.unwrap(),
+                Lookup::NotFound
+            ));
+        }
+        assert!(cache.len() <= 100, "len {}", cache.len());
+        // Gone from the store: only the cache can still answer them.
+        for l in &hot {
+            store.delete_link(l).await.unwrap();
+            assert!(
+                matches!(cache.lookup(&l.code).await.unwrap(), Lookup::Found(_)),
+                "{} was evicted",
+                l.code
+            );
+        }
     }
 }

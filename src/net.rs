@@ -1,64 +1,61 @@
 //! Addresses: CIDR ranges, the client address behind trusted proxies, and the
 //! IP range (prefix) a click is grouped under for fraud counting.
 
-use std::{
-    fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    str::FromStr,
-};
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use ipnet::{IpNet, Ipv4Net};
 
 /// An address range such as `10.0.0.0/8`; a bare address is a /32 or /128.
+/// Host bits are cleared, and an IPv4-mapped IPv6 range is its IPv4 range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 #[derive(Debug, thiserror::Error)]
-#[error("not a CIDR range")]
-pub struct CidrError;
+#[error("not a CIDR range or an address: {0:?}")]
+pub struct CidrError(String);
 
 impl FromStr for Cidr {
     type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
+        let s = s.trim();
+        let net = match s.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => IpNet::from(s.parse::<IpAddr>().map_err(|_| CidrError(s.into()))?),
         };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| CidrError)?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| CidrError)?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(CidrError);
-        }
-        Ok(Cidr {
-            network: mask(addr, prefix),
-            prefix,
-        })
+        Ok(Cidr::from_net(net))
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 
 impl Cidr {
+    /// The range of `prefix` bits around `addr`; a prefix past the family's
+    /// width means the address itself.
     pub fn new(addr: IpAddr, prefix: u8) -> Cidr {
-        Cidr {
-            network: mask(addr, prefix),
-            prefix,
-        }
+        let net = IpNet::from(addr);
+        let prefix = prefix.min(net.max_prefix_len());
+        Cidr::from_net(IpNet::new(addr, prefix).unwrap_or(net))
+    }
+
+    fn from_net(net: IpNet) -> Cidr {
+        let net = match net {
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+                .addr()
+                .to_ipv4_mapped()
+                .and_then(|v4| Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+                .map_or(net, IpNet::V4),
+            net => net,
+        };
+        Cidr(net.trunc())
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let addr = canonical(addr);
-        addr.is_ipv4() == self.network.is_ipv4() && mask(addr, self.prefix) == self.network
+        self.0.contains(&canonical(addr))
     }
 }
 
@@ -67,29 +64,6 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         v4 => v4,
-    }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match canonical(addr) {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - prefix.min(32))
-            };
-            IpAddr::V4(Ipv4Addr::from(bits & m))
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix.min(128))
-            };
-            IpAddr::V6(Ipv6Addr::from(bits & m))
-        }
     }
 }
 
@@ -158,6 +132,44 @@ mod tests {
         assert!(!single.contains(ip("192.0.2.2")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn cidr_edges() {
+        let all_v4: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all_v4.contains(ip("203.0.113.7")));
+        assert!(all_v4.contains(ip("::ffff:203.0.113.7")));
+        assert!(!all_v4.contains(ip("2001:db8::1")));
+        let all_v6: Cidr = "::/0".parse().unwrap();
+        assert!(all_v6.contains(ip("2001:db8::1")));
+        assert!(!all_v6.contains(ip("203.0.113.7")));
+
+        let host: Cidr = "192.0.2.9/32".parse().unwrap();
+        assert_eq!(host, "192.0.2.9".parse().unwrap());
+        assert!(host.contains(ip("192.0.2.9")) && !host.contains(ip("192.0.2.8")));
+        let host6: Cidr = "2001:db8::1/128".parse().unwrap();
+        assert_eq!(host6, "2001:db8::1".parse().unwrap());
+        assert!(host6.contains(ip("2001:db8::1")) && !host6.contains(ip("2001:db8::2")));
+
+        let v6: Cidr = " 2001:db8:abcd::7/32 ".parse().unwrap();
+        assert_eq!(v6.to_string(), "2001:db8::/32");
+        assert!(v6.contains(ip("2001:db8:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+        // A mapped range is the IPv4 range it maps.
+        let mapped: Cidr = "::ffff:10.1.2.3/112".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.1.0.0/16");
+        assert!(mapped.contains(ip("10.1.9.9")));
+
+        assert!("2001:db8::/129".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/".parse::<Cidr>().is_err());
+        assert!("10.0.0/8".parse::<Cidr>().is_err());
+        assert_eq!(
+            "10.0.0.0/x".parse::<Cidr>().unwrap_err().to_string(),
+            "not a CIDR range or an address: \"10.0.0.0/x\""
+        );
+        // Prefix lengths past the family's width clamp to the address itself.
+        assert_eq!(Cidr::new(ip("192.0.2.9"), 40).to_string(), "192.0.2.9/32");
+        assert_eq!(Cidr::new(ip("192.0.2.9"), 0).to_string(), "0.0.0.0/0");
     }
 
     #[test]

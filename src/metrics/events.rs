@@ -203,7 +203,7 @@ impl OutcomesNotSaved<'_> {
 /// and the counters say it.
 pub struct StaleLinkServed<'a> {
     pub code: &'a str,
-    pub error: &'a StoreError,
+    pub error: &'a dyn std::fmt::Display,
 }
 
 impl StaleLinkServed<'_> {
