@@ -4,7 +4,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::domain::{Account, Incident};
-use crate::store::SharedStore;
+use crate::store::{Paging, SharedStore};
 
 pub async fn ping_answers(store: SharedStore) {
     store.ping().await.expect("ping");
@@ -46,18 +46,23 @@ pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
             .await
             .unwrap();
     }
-    let page = store.list_incidents(a, 2, None).await.unwrap();
+    let page = store.list_incidents(a, Paging::new(2, None)).await.unwrap();
     let codes: Vec<_> = page.items.iter().map(|i| i.code.as_str()).collect();
     assert_eq!(codes, ["i3", "i1"]);
     let rest = store
-        .list_incidents(a, 2, page.next_cursor.as_deref())
+        .list_incidents(a, Paging::new(2, page.next_cursor.as_deref()))
         .await
         .unwrap();
     let codes: Vec<_> = rest.items.iter().map(|i| i.code.as_str()).collect();
     assert_eq!(codes, ["i0"]);
     assert_eq!(rest.next_cursor, None);
     assert_eq!(
-        store.list_incidents(b, 10, None).await.unwrap().items.len(),
+        store
+            .list_incidents(b, Paging::new(10, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
         1
     );
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::fixtures::attempt;
 use crate::domain::{Attempt, AttemptStatus, DeliveryUpdate};
-use crate::store::{Page, SharedStore, StoreError};
+use crate::store::{AttemptsOf, Page, Paging, SharedStore, StoreError};
 
 pub async fn attempts_listed_newest_first_with_status_filter(store: SharedStore) {
     let e = Uuid::now_v7();
@@ -39,15 +39,24 @@ pub async fn attempts_listed_newest_first_with_status_filter(store: SharedStore)
         .unwrap();
 
     let ids = |page: &Page<Attempt>| page.items.iter().map(|a| a.id).collect::<Vec<_>>();
-    let first = store.list_attempts(e, None, 2, None).await.unwrap();
+    let first = store
+        .list_attempts(AttemptsOf::new(e, None), Paging::new(2, None))
+        .await
+        .unwrap();
     assert_eq!(ids(&first), [attempts[4].id, attempts[3].id]);
     let second = store
-        .list_attempts(e, None, 2, first.next_cursor.as_deref())
+        .list_attempts(
+            AttemptsOf::new(e, None),
+            Paging::new(2, first.next_cursor.as_deref()),
+        )
         .await
         .unwrap();
     assert_eq!(ids(&second), [attempts[2].id, attempts[1].id]);
     let third = store
-        .list_attempts(e, None, 2, second.next_cursor.as_deref())
+        .list_attempts(
+            AttemptsOf::new(e, None),
+            Paging::new(2, second.next_cursor.as_deref()),
+        )
         .await
         .unwrap();
     assert_eq!(ids(&third), [attempts[0].id]);
@@ -55,30 +64,42 @@ pub async fn attempts_listed_newest_first_with_status_filter(store: SharedStore)
     assert_eq!(third.items[0], attempts[0]);
 
     let pending = store
-        .list_attempts(e, Some(Pending), 1, None)
+        .list_attempts(AttemptsOf::new(e, Some(Pending)), Paging::new(1, None))
         .await
         .unwrap();
     assert_eq!(ids(&pending), [attempts[2].id]);
     let pending_rest = store
-        .list_attempts(e, Some(Pending), 1, pending.next_cursor.as_deref())
+        .list_attempts(
+            AttemptsOf::new(e, Some(Pending)),
+            Paging::new(1, pending.next_cursor.as_deref()),
+        )
         .await
         .unwrap();
     assert_eq!(ids(&pending_rest), [attempts[0].id]);
     assert_eq!(pending_rest.next_cursor, None);
     let succeeded = store
-        .list_attempts(e, Some(Succeeded), 5, None)
+        .list_attempts(AttemptsOf::new(e, Some(Succeeded)), Paging::new(5, None))
         .await
         .unwrap();
     assert_eq!(ids(&succeeded), [attempts[4].id, attempts[1].id]);
     assert_eq!(succeeded.next_cursor, None);
-    let failed = store.list_attempts(e, Some(Failed), 5, None).await.unwrap();
+    let failed = store
+        .list_attempts(AttemptsOf::new(e, Some(Failed)), Paging::new(5, None))
+        .await
+        .unwrap();
     assert_eq!(ids(&failed), [attempts[3].id]);
 
-    let theirs = store.list_attempts(other, None, 10, None).await.unwrap();
+    let theirs = store
+        .list_attempts(AttemptsOf::new(other, None), Paging::new(10, None))
+        .await
+        .unwrap();
     assert_eq!(theirs.items, vec![stranger]);
     assert!(matches!(
         store
-            .list_attempts(e, None, 2, Some("%%not-a-cursor"))
+            .list_attempts(
+                AttemptsOf::new(e, None),
+                Paging::new(2, Some("%%not-a-cursor"))
+            )
             .await,
         Err(StoreError::BadCursor)
     ));

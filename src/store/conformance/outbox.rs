@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::fixtures::{attempt, delivery};
 use crate::domain::{AttemptStatus, DeliveryStatus, DeliveryUpdate};
-use crate::store::SharedStore;
+use crate::store::{AttemptsOf, Paging, SharedStore};
 
 pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
     let e = Uuid::now_v7();
@@ -120,7 +120,7 @@ pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
         .unwrap();
     assert_eq!(
         store
-            .list_attempts(e, None, 10, None)
+            .list_attempts(AttemptsOf::new(e, None), Paging::new(10, None))
             .await
             .unwrap()
             .items
@@ -166,7 +166,7 @@ pub async fn repeated_versions_in_one_call_keep_the_last(store: SharedStore) {
     assert_eq!(store.get_delivery(e, d.event_id).await.unwrap(), None);
     assert_eq!(
         store
-            .list_attempts(e, None, 10, None)
+            .list_attempts(AttemptsOf::new(e, None), Paging::new(10, None))
             .await
             .unwrap()
             .items

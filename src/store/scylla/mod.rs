@@ -43,10 +43,9 @@ use scylla::{
 };
 use uuid::Uuid;
 
-use super::{ClickBatch, Page, Store, StoreError, StoreResult};
+use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult};
 use crate::domain::{
-    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryUpdate, Endpoint,
-    Incident, Link,
+    Account, AccountId, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident, Link,
 };
 use codec::{
     FAILED_DUE, HOUR_MS, click_record, day_of, due_of, expiry_bucket, first_row, from_json,
@@ -371,12 +370,7 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn list_links(
-        &self,
-        account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Link>> {
+    async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>> {
         let s = &self.inner;
         let keep: &Keep<'_, String, Link> = &|codes: Vec<String>| {
             Box::pin(async move {
@@ -394,7 +388,7 @@ impl Store for ScyllaStore {
                     .collect())
             })
         };
-        s.list_partition(&s.st.account_links_page, &(account,), limit, cursor, keep)
+        s.list_partition(&s.st.account_links_page, &(account,), &page, keep)
             .await
     }
 
@@ -449,12 +443,7 @@ impl Store for ScyllaStore {
         Ok(base.map_or(0, |base| u64::try_from(n - base).unwrap_or(0)))
     }
 
-    async fn list_clicks(
-        &self,
-        code: &str,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Click>> {
+    async fn list_clicks(&self, code: &str, page: Paging) -> StoreResult<Page<Click>> {
         let s = &self.inner;
         let owned = code.to_string();
         s.list_days(
@@ -462,8 +451,7 @@ impl Store for ScyllaStore {
             owned.clone(),
             &s.st.clicks_page,
             move |day| Box::new((owned.clone(), day)),
-            limit,
-            cursor,
+            &page,
             &decode_clicks,
         )
         .await
@@ -482,18 +470,12 @@ impl Store for ScyllaStore {
     async fn list_incidents(
         &self,
         account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
+        page: Paging,
     ) -> StoreResult<Page<Incident>> {
         let s = &self.inner;
-        s.list_partition(
-            &s.st.incidents_page,
-            &(account,),
-            limit,
-            cursor,
-            &parse_all::<Incident>,
-        )
-        .await
+        let keep = &parse_all::<Incident>;
+        s.list_partition(&s.st.incidents_page, &(account,), &page, keep)
+            .await
     }
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
@@ -700,20 +682,14 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn list_attempts(
-        &self,
-        endpoint: Uuid,
-        status: Option<AttemptStatus>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Attempt>> {
+    async fn list_attempts(&self, which: AttemptsOf, page: Paging) -> StoreResult<Page<Attempt>> {
         let s = &self.inner;
         let keep: &Keep<'_, String, Attempt> = &move |texts: Vec<String>| {
             Box::pin(async move {
                 let mut kept = Vec::with_capacity(texts.len());
                 for text in &texts {
                     let attempt: Attempt = from_json(text)?;
-                    if status.is_none_or(|st| st == attempt.status) {
+                    if which.keeps(&attempt) {
                         kept.push(attempt);
                     }
                 }
@@ -722,11 +698,10 @@ impl Store for ScyllaStore {
         };
         s.list_days(
             &s.st.attempt_days_get,
-            endpoint,
+            which.endpoint,
             &s.st.attempts_page,
-            move |day| Box::new((endpoint, day)),
-            limit,
-            cursor,
+            move |day| Box::new((which.endpoint, day)),
+            &page,
             keep,
         )
         .await
