@@ -3,11 +3,9 @@
 use axum::{Json, extract::Query};
 use serde_json::{Value, json};
 
-use super::{
-    auth::Caller,
-    error::ApiResult,
-    json::{PageParams, page_json, timestamp},
-};
+use super::json::{PageParams, page_json, timestamp};
+use super::{auth::Caller, error::ApiResult};
+use crate::domain::Incident;
 
 pub async fn incidents(
     Caller { account, state }: Caller,
@@ -17,14 +15,16 @@ pub async fn incidents(
         .store
         .list_incidents(account, params.paging()?)
         .await?;
-    Ok(page_json(page, |i| {
-        json!({
-            "code": i.code,
-            "ip_range": i.ip_range,
-            "clicks": i.clicks,
-            "window": format!("{}s", i.window_secs),
-            "window_secs": i.window_secs,
-            "at": timestamp(i.at),
-        })
-    }))
+    Ok(page_json(page, incident_json))
+}
+
+fn incident_json(i: &Incident) -> Value {
+    json!({
+        "code": i.code,
+        "ip_range": i.ip_range,
+        "clicks": i.clicks,
+        "window": format!("{}s", i.window_secs),
+        "window_secs": i.window_secs,
+        "at": timestamp(i.at),
+    })
 }

@@ -1,21 +1,15 @@
 //! `/v1/links`: create, list, read, change, delete links and page their clicks.
 //! Every change goes store first, then cache, then the event bus.
 
-use axum::{
-    Json,
-    extract::{Path, Query},
-    http::StatusCode,
-};
+use axum::extract::{Path, Query};
+use axum::{Json, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use super::{
-    JsonBody, SharedState,
-    auth::Caller,
-    error::{ApiError, ApiResult},
-    json::{PageParams, listing, page_json, timestamp},
-};
+use super::error::{ApiError, ApiResult};
+use super::json::{PageParams, listing, page_json, timestamp};
+use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     domain::{
         AccountId, Click, Link, REDIRECT_STATUSES, generate_code, validate_code,
@@ -92,9 +86,9 @@ fn check_destination(destination: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::validation("destination", e.to_string()))
 }
 
-fn check_status(status: u16) -> ApiResult<()> {
+fn check_status(status: u16) -> ApiResult<u16> {
     if REDIRECT_STATUSES.contains(&status) {
-        Ok(())
+        Ok(status)
     } else {
         Err(ApiError::validation(
             "redirect_status",
@@ -120,10 +114,8 @@ pub async fn create(
     JsonBody(body): JsonBody<NewLink>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_destination(&body.destination)?;
-    let status = body
-        .redirect_status
-        .unwrap_or(state.config.redirect.default_status);
-    check_status(status)?;
+    let default_status = state.config.redirect.default_status;
+    let status = check_status(body.redirect_status.unwrap_or(default_status))?;
     check_tags(&body.tags)?;
     if let Some(code) = &body.code {
         validate_code(code).map_err(|e| ApiError::validation("code", e.to_string()))?;

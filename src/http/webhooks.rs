@@ -1,24 +1,18 @@
 //! `/v1/webhooks`: endpoints (create, list, read, change, delete), secret
 //! rotation, test events, the attempts log and retries of failed deliveries.
 
-use axum::{
-    Json,
-    extract::{Path, Query},
-    http::StatusCode,
-};
+use axum::extract::{Path, Query};
+use axum::{Json, http::StatusCode};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    JsonBody, SharedState,
-    auth::Caller,
-    error::{ApiError, ApiResult},
-    json::{PageParams, listing, page_json, timestamp},
-};
+use super::error::{ApiError, ApiResult};
+use super::json::{PageParams, listing, page_json, timestamp};
+use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
-    domain::{AccountId, AttemptStatus, Endpoint, Secret},
+    domain::{AccountId, Attempt, AttemptStatus, Endpoint, Secret},
     events::{Event, EventType},
     store::AttemptsOf,
     webhooks::{
@@ -94,9 +88,9 @@ fn check_events(events: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_rate(rate: u32) -> ApiResult<()> {
+fn check_rate(rate: u32) -> ApiResult<u32> {
     if (1..=MAX_RATE_LIMIT).contains(&rate) {
-        Ok(())
+        Ok(rate)
     } else {
         Err(ApiError::validation(
             "rate_limit_per_sec",
@@ -145,10 +139,8 @@ pub async fn create(
     JsonBody(body): JsonBody<NewEndpoint>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_events(&body.events)?;
-    let rate = body
-        .rate_limit_per_sec
-        .unwrap_or(state.config.webhooks.default_rate_limit_per_sec);
-    check_rate(rate)?;
+    let default_rate = state.config.webhooks.default_rate_limit_per_sec;
+    let rate = check_rate(body.rate_limit_per_sec.unwrap_or(default_rate))?;
     check_description(&body.description)?;
     check_url(&state, &body.url).await?;
     // Counting and inserting take turns, so two creates cannot both slip under the limit.
@@ -302,6 +294,21 @@ pub async fn send_test(
     ))
 }
 
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "event_id": a.event_id,
+        "type": a.event_type,
+        "attempt": a.attempt,
+        "status": a.status,
+        "status_code": a.status_code,
+        "error": a.error,
+        "duration_ms": a.duration_ms,
+        "next_attempt_at": a.next_attempt_at.map(timestamp),
+        "at": timestamp(a.at),
+        "response_body": a.response_body,
+    })
+}
+
 #[derive(Deserialize)]
 pub struct DeliveryParams {
     status: Option<String>,
@@ -326,20 +333,7 @@ pub async fn deliveries(
         .store
         .list_attempts(which, params.page.paging()?)
         .await?;
-    Ok(page_json(page, |a| {
-        json!({
-            "event_id": a.event_id,
-            "type": a.event_type,
-            "attempt": a.attempt,
-            "status": a.status,
-            "status_code": a.status_code,
-            "error": a.error,
-            "duration_ms": a.duration_ms,
-            "next_attempt_at": a.next_attempt_at.map(timestamp),
-            "at": timestamp(a.at),
-            "response_body": a.response_body,
-        })
-    }))
+    Ok(page_json(page, attempt_json))
 }
 
 pub async fn retry(

@@ -3,7 +3,7 @@
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
-use super::fixtures::{click, click_at, link};
+use super::fixtures::{click, click_at, link, pages};
 use crate::domain::Click;
 use crate::store::{ClickBatch, Paging, SharedStore, StoreError};
 
@@ -69,22 +69,11 @@ pub async fn clicks_listed_across_days(store: SharedStore) {
         })
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..3 {
-        let page = store
-            .list_clicks("d", Paging::new(2, cursor.as_deref()))
-            .await
-            .unwrap();
-        seen.extend(page.items.iter().map(|c| c.id));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let listed = pages(2, |page| store.list_clicks("d", page)).await;
+    assert_eq!(listed.len(), 3);
+    let seen: Vec<Uuid> = listed.iter().flatten().map(|c| c.id).collect();
     let expected: Vec<Uuid> = clicks.iter().rev().map(|c| c.id).collect();
     assert_eq!(seen, expected);
-    assert_eq!(cursor, None);
     let all = store.list_clicks("d", Paging::new(10, None)).await.unwrap();
     assert_eq!(all.items.len(), 5);
     assert_eq!(all.next_cursor, None);
@@ -115,19 +104,8 @@ pub async fn full_click_batch_is_written_and_paged(store: SharedStore) {
         .unwrap();
     assert_eq!(store.click_count("big").await.unwrap(), 896);
     assert_eq!(store.click_count("small").await.unwrap(), 128);
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list_clicks("big", Paging::new(100, cursor.as_deref()))
-            .await
-            .unwrap();
-        seen.extend(page.items.into_iter().map(|c| c.id));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let listed = pages(100, |page| store.list_clicks("big", page)).await;
+    let seen: Vec<Uuid> = listed.iter().flatten().map(|c| c.id).collect();
     let expected: Vec<Uuid> = clicks
         .iter()
         .rev()
