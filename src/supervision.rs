@@ -11,7 +11,9 @@
 //!   restart; it stops failing when it comes back or is removed;
 //! - a restarts counter and a failing gauge per kind.
 //!
-//! Also here: [`ActorSlot`], where senders find a child's current `ActorRef`.
+//! Also here: [`ActorSlot`], where senders find a child's current `ActorRef`,
+//! and [`forward_supervision_events`], the one `handle_supervisor_evt` every
+//! supervising actor has.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -23,7 +25,9 @@ use std::{
 };
 
 use metrics::Gauge;
-use ractor::{ActorCell, ActorId, ActorRef, ActorStatus, Message, SpawnErr, SupervisionEvent};
+use ractor::{
+    ActorCell, ActorId, ActorRef, ActorStatus, Message, MessagingErr, SpawnErr, SupervisionEvent,
+};
 use tokio::time::Instant;
 
 use crate::metrics::events::{ChildDown, ChildRestarted, Supervised};
@@ -50,6 +54,14 @@ impl<M: Message> ActorSlot<M> {
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
+    }
+
+    /// From a child's `pre_start`: senders find `myself` from now on, and its
+    /// first message (catching up on what queued while the slot was empty) is
+    /// on its way.
+    pub fn occupy(&self, myself: &ActorRef<M>, first: M) -> Result<(), MessagingErr<M>> {
+        self.set(Some(myself.clone()));
+        myself.cast(first)
     }
 
     /// The actor in the slot, if it is starting or running (not dying).
@@ -148,9 +160,6 @@ pub trait ChildKind: Send + Sync + 'static {
     /// The supervising actor's message.
     type Msg: Message;
 
-    /// The supervisor's message asking to retry a down child.
-    fn retry_msg(key: Self::Key) -> Self::Msg;
-
     /// What a restarted child starts from; `None`: it is not wanted any more.
     fn reload(
         &self,
@@ -173,6 +182,8 @@ pub trait ChildKind: Send + Sync + 'static {
 pub struct Supervisor<C: ChildKind> {
     pub kind: C,
     policy: RestartPolicy,
+    /// The supervising actor's message asking to retry a down child.
+    retry: fn(C::Key) -> C::Msg,
     children: HashMap<ActorId, C::Key>,
     /// One per child that restarted recently; bounded by the children.
     budgets: HashMap<C::Key, RestartBudget>,
@@ -182,10 +193,11 @@ pub struct Supervisor<C: ChildKind> {
 }
 
 impl<C: ChildKind> Supervisor<C> {
-    pub fn new(kind: C, policy: RestartPolicy) -> Self {
+    pub fn new(kind: C, policy: RestartPolicy, retry: fn(C::Key) -> C::Msg) -> Self {
         Self {
             kind,
             policy,
+            retry,
             children: HashMap::new(),
             budgets: HashMap::new(),
             failing: HashSet::new(),
@@ -288,7 +300,8 @@ impl<C: ChildKind> Supervisor<C> {
         }
         .emit();
         self.set_failing(key, true);
-        myself.send_after(retry_in, move || C::retry_msg(key));
+        let retry = self.retry;
+        myself.send_after(retry_in, move || retry(key));
     }
 
     fn set_failing(&mut self, key: C::Key, failing: bool) {
@@ -299,6 +312,23 @@ impl<C: ChildKind> Supervisor<C> {
         }
     }
 }
+
+/// The `handle_supervisor_evt` of an actor whose state is a [`Supervisor`]:
+/// written inside its `impl Actor`, it hands every event to [`Supervisor::on_event`].
+macro_rules! forward_supervision_events {
+    () => {
+        async fn handle_supervisor_evt(
+            &self,
+            myself: ::ractor::ActorRef<Self::Msg>,
+            event: ::ractor::SupervisionEvent,
+            state: &mut Self::State,
+        ) -> Result<(), ::ractor::ActorProcessingErr> {
+            state.on_event(&myself, event).await;
+            Ok(())
+        }
+    };
+}
+pub(crate) use forward_supervision_events;
 
 #[cfg(test)]
 mod tests;

@@ -16,10 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tokio::sync::oneshot;
 
 use super::{ShardSlot, enrich};
@@ -33,7 +30,7 @@ use crate::{
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
-    supervision::{ChildKind, RestartPolicy, Supervisor},
+    supervision::{ChildKind, RestartPolicy, Supervisor, forward_supervision_events},
     webhooks::Fanout,
 };
 
@@ -93,10 +90,9 @@ impl Actor for Shard {
         myself: ActorRef<ShardMsg>,
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
-        args.slot.actor.set(Some(myself.clone()));
         // Whatever queued while no actor was listening is drained now.
         args.slot.scheduled.store(true, Ordering::Release);
-        myself.cast(ShardMsg::Drain)?;
+        args.slot.actor.occupy(&myself, ShardMsg::Drain)?;
         Ok(ShardState::new(args.slot, args.config))
     }
 
@@ -293,10 +289,6 @@ impl ChildKind for Shards {
     type Spec = ();
     type Msg = SupervisorMsg;
 
-    fn retry_msg(index: usize) -> SupervisorMsg {
-        SupervisorMsg::Retry(index)
-    }
-
     async fn reload(&self, _index: usize) -> Result<Option<()>, String> {
         Ok(Some(()))
     }
@@ -358,7 +350,7 @@ impl Actor for ClickSupervisor {
             slots: args.slots,
             config: args.config,
         };
-        let mut state = Supervisor::new(kind, args.restart);
+        let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for index in 0..shards {
             state.start(&myself, index, ()).await;
         }
@@ -396,15 +388,7 @@ impl Actor for ClickSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        event: SupervisionEvent,
-        state: &mut Supervisor<Shards>,
-    ) -> Result<(), ActorProcessingErr> {
-        state.on_event(&myself, event).await;
-        Ok(())
-    }
+    forward_supervision_events!();
 }
 
 /// Test hook: makes the shard's actor panic; returns the actor it crashed.

@@ -85,10 +85,6 @@ mod rules {
         type Spec = ();
         type Msg = SupMsg;
 
-        fn retry_msg(key: usize) -> SupMsg {
-            SupMsg::Retry(key)
-        }
-
         async fn reload(&self, _: usize) -> Result<Option<()>, String> {
             Ok(Some(()))
         }
@@ -122,7 +118,7 @@ mod rules {
             myself: ActorRef<SupMsg>,
             slot: Arc<ActorSlot<ChildMsg>>,
         ) -> Result<Supervisor<One>, ActorProcessingErr> {
-            let mut state = Supervisor::new(One(slot), self.0);
+            let mut state = Supervisor::new(One(slot), self.0, SupMsg::Retry);
             state.start(&myself, 0, ()).await;
             Ok(state)
         }
@@ -149,15 +145,7 @@ mod rules {
             Ok(())
         }
 
-        async fn handle_supervisor_evt(
-            &self,
-            myself: ActorRef<SupMsg>,
-            event: SupervisionEvent,
-            state: &mut Supervisor<One>,
-        ) -> Result<(), ActorProcessingErr> {
-            state.on_event(&myself, event).await;
-            Ok(())
-        }
+        forward_supervision_events!();
     }
 }
 

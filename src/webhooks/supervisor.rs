@@ -6,17 +6,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use uuid::Uuid;
 
 use super::endpoint::{EndpointActor, EndpointArgs, EndpointContext, EndpointMsg};
 use crate::{
     domain::Endpoint,
     metrics::events::{StoreFailed, StoreOp, Supervised},
-    supervision::{ChildKind, RestartPolicy, Supervisor},
+    supervision::{ChildKind, RestartPolicy, Supervisor, forward_supervision_events},
 };
 
 /// Restarts one endpoint actor may use in a minute.
@@ -48,10 +45,6 @@ impl ChildKind for Endpoints {
     type Key = Uuid;
     type Spec = Endpoint;
     type Msg = SupervisorMsg;
-
-    fn retry_msg(key: Uuid) -> SupervisorMsg {
-        SupervisorMsg::Retry(key)
-    }
 
     /// State comes back from the store, not from the failed actor.
     async fn reload(&self, id: Uuid) -> Result<Option<Endpoint>, String> {
@@ -118,7 +111,8 @@ impl Actor for WebhookSupervisor {
         args: SupervisorArgs,
     ) -> Result<Supervisor<Endpoints>, ActorProcessingErr> {
         let endpoints = args.ctx.store.all_endpoints().await?;
-        let mut state = Supervisor::new(Endpoints { ctx: args.ctx }, args.restart);
+        let kind = Endpoints { ctx: args.ctx };
+        let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for endpoint in endpoints {
             if endpoint.enabled {
                 state.start(&myself, endpoint.id, endpoint).await;
@@ -166,15 +160,7 @@ impl Actor for WebhookSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        event: SupervisionEvent,
-        state: &mut Supervisor<Endpoints>,
-    ) -> Result<(), ActorProcessingErr> {
-        state.on_event(&myself, event).await;
-        Ok(())
-    }
+    forward_supervision_events!();
 }
 
 /// Test hook: makes an endpoint's actor panic.
