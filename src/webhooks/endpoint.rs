@@ -227,7 +227,7 @@ impl EndpointState {
                 duration,
             } => {
                 let metrics = &self.ctx.metrics;
-                metrics.outcome(kind).increment(1);
+                metrics.outcomes.count(kind);
                 metrics.latency.record(duration.as_secs_f64());
                 match status {
                     AttemptStatus::Succeeded => return,
