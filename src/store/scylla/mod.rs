@@ -175,8 +175,7 @@ impl Store for ScyllaStore {
 
     async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(&s.st.account_insert, (account.id, to_json(account)?))?;
+        let mut writes = Writes::one(&s.st.account_insert, (account.id, to_json(account)?))?;
         writes.add(&s.st.api_key_insert, (api_key_hash.to_vec(), account.id))?;
         s.run(writes).await
     }
@@ -216,17 +215,7 @@ impl Store for ScyllaStore {
                 &s.st.account_link_insert,
                 (link.account_id, link.created_at, link.code.clone()),
             )?;
-            if let (Some(at), Some(bucket)) = (link.expires_at, bucket) {
-                writes.add(
-                    &s.st.expiry_insert,
-                    (
-                        bucket,
-                        at,
-                        link.code.clone(),
-                        link.created_at.timestamp_millis(),
-                    ),
-                )?;
-            }
+            writes.expiry(&s.st, link, bucket)?;
             writes.deliveries(&s.st, deliveries)?;
             s.run(writes).await
         };
@@ -267,17 +256,7 @@ impl Store for ScyllaStore {
                     )
                     .await?;
                 if lwt_outcome(written)?.0 {
-                    if let (Some(at), Some(bucket)) = (link.expires_at, bucket) {
-                        writes.add(
-                            &s.st.expiry_insert,
-                            (
-                                bucket,
-                                at,
-                                link.code.clone(),
-                                link.created_at.timestamp_millis(),
-                            ),
-                        )?;
-                    }
+                    writes.expiry(&s.st, link, bucket)?;
                     if let (Some(at), Some(bucket)) = (old.expires_at, old_bucket) {
                         writes.add(&s.st.expiry_delete, (bucket, at, link.code.clone()))?;
                     }
@@ -419,10 +398,10 @@ impl Store for ScyllaStore {
         s.run(writes).await?;
         // Counters last, once everything else is durable: they are the one write
         // a retried batch cannot repeat harmlessly.
-        let mut counters = Writes::default();
+        let mut counters = Writes::counters();
         for (code, add) in &batch.counts {
             let add = i64::try_from(*add).map_err(corrupt)?;
-            counters.add_counter(&s.st.count_add, (Counter(add), code.clone()))?;
+            counters.add(&s.st.count_add, (Counter(add), code.clone()))?;
         }
         s.run(counters).await
     }
@@ -459,12 +438,8 @@ impl Store for ScyllaStore {
 
     async fn record_incident(&self, incident: &Incident) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(
-            &s.st.incident_insert,
-            (incident.account_id, incident.id, to_json(incident)?),
-        )?;
-        s.run(writes).await
+        let row = (incident.account_id, incident.id, to_json(incident)?);
+        s.run(Writes::one(&s.st.incident_insert, row)?).await
     }
 
     async fn list_incidents(
@@ -480,11 +455,8 @@ impl Store for ScyllaStore {
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(
-            &s.st.endpoint_insert,
-            (endpoint.id, endpoint.account_id, to_json(endpoint)?),
-        )?;
+        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
+        let mut writes = Writes::one(&s.st.endpoint_insert, row)?;
         writes.add(
             &s.st.account_endpoint_insert,
             (endpoint.account_id, endpoint.id),
@@ -494,12 +466,8 @@ impl Store for ScyllaStore {
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(
-            &s.st.endpoint_insert,
-            (endpoint.id, endpoint.account_id, to_json(endpoint)?),
-        )?;
-        s.run(writes).await
+        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
+        s.run(Writes::one(&s.st.endpoint_insert, row)?).await
     }
 
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
