@@ -11,22 +11,24 @@
 //!   restart; it stops failing when it comes back or is removed;
 //! - a restarts counter and a failing gauge per kind.
 //!
-//! Also here: [`ActorSlot`], where senders find a child's current `ActorRef`,
-//! and [`forward_supervision_events`], the one `handle_supervisor_evt` every
-//! supervising actor has.
+//! [`SupervisorActor`] is the one supervising actor: a kind says how it boots
+//! and what its own messages do ([`SupervisingActor`]). Also here:
+//! [`ActorSlot`], where senders find a child's current `ActorRef`.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     fmt::Display,
     future::Future,
     hash::Hash,
+    marker::PhantomData,
     sync::RwLock,
     time::Duration,
 };
 
 use metrics::Gauge;
 use ractor::{
-    ActorCell, ActorId, ActorRef, ActorStatus, Message, MessagingErr, SpawnErr, SupervisionEvent,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, Message, MessagingErr,
+    SpawnErr, SupervisionEvent,
 };
 use tokio::time::Instant;
 
@@ -313,22 +315,68 @@ impl<C: ChildKind> Supervisor<C> {
     }
 }
 
-/// The `handle_supervisor_evt` of an actor whose state is a [`Supervisor`]:
-/// written inside its `impl Actor`, it hands every event to [`Supervisor::on_event`].
-macro_rules! forward_supervision_events {
-    () => {
-        async fn handle_supervisor_evt(
-            &self,
-            myself: ::ractor::ActorRef<Self::Msg>,
-            event: ::ractor::SupervisionEvent,
-            state: &mut Self::State,
-        ) -> Result<(), ::ractor::ActorProcessingErr> {
-            state.on_event(&myself, event).await;
-            Ok(())
-        }
-    };
+/// What a supervising actor adds to its child kind: how it boots (builds its
+/// [`Supervisor`] and starts the first children) and what its own messages do.
+pub trait SupervisingActor: ChildKind + Sized {
+    type Args: Send + 'static;
+
+    fn boot(
+        myself: &ActorRef<Self::Msg>,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Supervisor<Self>, ActorProcessingErr>> + Send;
+
+    /// One message to the supervising actor, its retry message included
+    /// (handed to [`Supervisor::on_retry`]).
+    fn handle(
+        state: &mut Supervisor<Self>,
+        myself: &ActorRef<Self::Msg>,
+        msg: Self::Msg,
+    ) -> impl Future<Output = ()> + Send;
 }
-pub(crate) use forward_supervision_events;
+
+/// The supervising actor of kind `C`: its state is the [`Supervisor`], which
+/// gets every supervision event.
+pub struct SupervisorActor<C>(PhantomData<fn() -> C>);
+
+impl<C> Default for SupervisorActor<C> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<C: SupervisingActor> Actor for SupervisorActor<C> {
+    type Msg = C::Msg;
+    type State = Supervisor<C>;
+    type Arguments = C::Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<C::Msg>,
+        args: C::Args,
+    ) -> Result<Supervisor<C>, ActorProcessingErr> {
+        C::boot(&myself, args).await
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<C::Msg>,
+        msg: C::Msg,
+        state: &mut Supervisor<C>,
+    ) -> Result<(), ActorProcessingErr> {
+        C::handle(state, &myself, msg).await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<C::Msg>,
+        event: SupervisionEvent,
+        state: &mut Supervisor<C>,
+    ) -> Result<(), ActorProcessingErr> {
+        state.on_event(&myself, event).await;
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ use crate::{
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
-    supervision::{ChildKind, RestartPolicy, Supervisor, forward_supervision_events},
+    supervision::{ChildKind, RestartPolicy, SupervisingActor, Supervisor, SupervisorActor},
     webhooks::Fanout,
 };
 
@@ -320,7 +320,7 @@ impl ChildKind for Shards {
 }
 
 /// Keeps one shard actor per slot alive, under the shared supervision rules.
-pub struct ClickSupervisor;
+pub type ClickSupervisor = SupervisorActor<Shards>;
 
 pub struct SupervisorArgs {
     pub slots: Vec<Arc<ShardSlot>>,
@@ -335,14 +335,11 @@ pub enum SupervisorMsg {
     Retry(usize),
 }
 
-impl Actor for ClickSupervisor {
-    type Msg = SupervisorMsg;
-    type State = Supervisor<Shards>;
-    type Arguments = SupervisorArgs;
+impl SupervisingActor for Shards {
+    type Args = SupervisorArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
+    async fn boot(
+        myself: &ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<Supervisor<Shards>, ActorProcessingErr> {
         let shards = args.slots.len();
@@ -352,17 +349,16 @@ impl Actor for ClickSupervisor {
         };
         let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for index in 0..shards {
-            state.start(&myself, index, ()).await;
+            state.start(myself, index, ()).await;
         }
         Ok(state)
     }
 
     async fn handle(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        msg: SupervisorMsg,
         state: &mut Supervisor<Shards>,
-    ) -> Result<(), ActorProcessingErr> {
+        myself: &ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+    ) {
         match msg {
             SupervisorMsg::FlushAll(reply) => {
                 state.stop_all();
@@ -383,12 +379,9 @@ impl Actor for ClickSupervisor {
                 }
                 let _ = reply.send(());
             }
-            SupervisorMsg::Retry(index) => state.on_retry(&myself, index).await,
+            SupervisorMsg::Retry(index) => state.on_retry(myself, index).await,
         }
-        Ok(())
     }
-
-    forward_supervision_events!();
 }
 
 /// Test hook: makes the shard's actor panic; returns the actor it crashed.

@@ -13,7 +13,7 @@ use super::endpoint::{EndpointActor, EndpointArgs, EndpointContext, EndpointMsg}
 use crate::{
     domain::Endpoint,
     metrics::events::{StoreFailed, StoreOp, Supervised},
-    supervision::{ChildKind, RestartPolicy, Supervisor, forward_supervision_events},
+    supervision::{ChildKind, RestartPolicy, SupervisingActor, Supervisor, SupervisorActor},
 };
 
 /// Restarts one endpoint actor may use in a minute.
@@ -98,16 +98,13 @@ impl Endpoints {
     }
 }
 
-pub struct WebhookSupervisor;
+pub type WebhookSupervisor = SupervisorActor<Endpoints>;
 
-impl Actor for WebhookSupervisor {
-    type Msg = SupervisorMsg;
-    type State = Supervisor<Endpoints>;
-    type Arguments = SupervisorArgs;
+impl SupervisingActor for Endpoints {
+    type Args = SupervisorArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
+    async fn boot(
+        myself: &ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<Supervisor<Endpoints>, ActorProcessingErr> {
         let endpoints = args.ctx.store.all_endpoints().await?;
@@ -115,7 +112,7 @@ impl Actor for WebhookSupervisor {
         let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for endpoint in endpoints {
             if endpoint.enabled {
-                state.start(&myself, endpoint.id, endpoint).await;
+                state.start(myself, endpoint.id, endpoint).await;
             } else {
                 state.kind.ctx.directory.upsert(&endpoint);
             }
@@ -124,11 +121,10 @@ impl Actor for WebhookSupervisor {
     }
 
     async fn handle(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        msg: SupervisorMsg,
         state: &mut Supervisor<Endpoints>,
-    ) -> Result<(), ActorProcessingErr> {
+        myself: &ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+    ) {
         match msg {
             SupervisorMsg::Upsert(endpoint) => {
                 let handle = state.kind.ctx.directory.upsert(&endpoint);
@@ -139,7 +135,7 @@ impl Actor for WebhookSupervisor {
                     // Enabled again, or changed while failing: a fresh start and budget.
                     None if endpoint.enabled => {
                         state.forget(endpoint.id);
-                        state.start(&myself, endpoint.id, *endpoint).await;
+                        state.start(myself, endpoint.id, *endpoint).await;
                     }
                     None => {}
                 }
@@ -155,12 +151,9 @@ impl Actor for WebhookSupervisor {
                 }
                 let _ = reply.send(());
             }
-            SupervisorMsg::Retry(id) => state.on_retry(&myself, id).await,
+            SupervisorMsg::Retry(id) => state.on_retry(myself, id).await,
         }
-        Ok(())
     }
-
-    forward_supervision_events!();
 }
 
 /// Test hook: makes an endpoint's actor panic.
