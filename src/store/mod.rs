@@ -92,7 +92,7 @@ pub struct Page<T> {
 
 /// Which page of a listing to read: at most `limit` items, after `cursor` (the
 /// previous page's `next_cursor`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
     pub limit: usize,
     pub cursor: Option<String>,
