@@ -136,7 +136,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     let restart = supervision::restart_policy(supervisor::RESTART_POLICY);
     let (webhooks, _) = Actor::spawn(
         None,
-        WebhookSupervisor,
+        WebhookSupervisor::default(),
         supervisor::SupervisorArgs { ctx, restart },
     )
     .await
@@ -182,7 +182,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     });
     let (click_supervisor, _) = Actor::spawn(
         None,
-        ClickSupervisor,
+        ClickSupervisor::default(),
         SupervisorArgs {
             slots: clicks.slots().to_vec(),
             config: pipeline,

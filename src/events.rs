@@ -244,7 +244,7 @@ impl EventBus {
     }
 
     pub fn publish(&self, event: Event) {
-        self.metrics.published(event.event_type).increment(1);
+        self.metrics.published.count(event.event_type);
         // Nobody listening is not an error; skip the allocation then.
         if self.tx.receiver_count() > 0 {
             let _ = self.tx.send(Arc::new(event));

@@ -11,19 +11,25 @@
 //!   restart; it stops failing when it comes back or is removed;
 //! - a restarts counter and a failing gauge per kind.
 //!
-//! Also here: [`ActorSlot`], where senders find a child's current `ActorRef`.
+//! [`SupervisorActor`] is the one supervising actor: a kind says how it boots
+//! and what its own messages do ([`SupervisingActor`]). Also here:
+//! [`ActorSlot`], where senders find a child's current `ActorRef`.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     fmt::Display,
     future::Future,
     hash::Hash,
+    marker::PhantomData,
     sync::RwLock,
     time::Duration,
 };
 
 use metrics::Gauge;
-use ractor::{ActorCell, ActorId, ActorRef, ActorStatus, Message, SpawnErr, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, Message, MessagingErr,
+    SpawnErr, SupervisionEvent,
+};
 use tokio::time::Instant;
 
 use crate::metrics::events::{ChildDown, ChildRestarted, Supervised};
@@ -50,6 +56,14 @@ impl<M: Message> ActorSlot<M> {
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
+    }
+
+    /// From a child's `pre_start`: senders find `myself` from now on, and its
+    /// first message (catching up on what queued while the slot was empty) is
+    /// on its way.
+    pub fn occupy(&self, myself: &ActorRef<M>, first: M) -> Result<(), MessagingErr<M>> {
+        self.set(Some(myself.clone()));
+        myself.cast(first)
     }
 
     /// The actor in the slot, if it is starting or running (not dying).
@@ -148,9 +162,6 @@ pub trait ChildKind: Send + Sync + 'static {
     /// The supervising actor's message.
     type Msg: Message;
 
-    /// The supervisor's message asking to retry a down child.
-    fn retry_msg(key: Self::Key) -> Self::Msg;
-
     /// What a restarted child starts from; `None`: it is not wanted any more.
     fn reload(
         &self,
@@ -173,6 +184,8 @@ pub trait ChildKind: Send + Sync + 'static {
 pub struct Supervisor<C: ChildKind> {
     pub kind: C,
     policy: RestartPolicy,
+    /// The supervising actor's message asking to retry a down child.
+    retry: fn(C::Key) -> C::Msg,
     children: HashMap<ActorId, C::Key>,
     /// One per child that restarted recently; bounded by the children.
     budgets: HashMap<C::Key, RestartBudget>,
@@ -182,10 +195,11 @@ pub struct Supervisor<C: ChildKind> {
 }
 
 impl<C: ChildKind> Supervisor<C> {
-    pub fn new(kind: C, policy: RestartPolicy) -> Self {
+    pub fn new(kind: C, policy: RestartPolicy, retry: fn(C::Key) -> C::Msg) -> Self {
         Self {
             kind,
             policy,
+            retry,
             children: HashMap::new(),
             budgets: HashMap::new(),
             failing: HashSet::new(),
@@ -288,7 +302,8 @@ impl<C: ChildKind> Supervisor<C> {
         }
         .emit();
         self.set_failing(key, true);
-        myself.send_after(retry_in, move || C::retry_msg(key));
+        let retry = self.retry;
+        myself.send_after(retry_in, move || retry(key));
     }
 
     fn set_failing(&mut self, key: C::Key, failing: bool) {
@@ -297,6 +312,69 @@ impl<C: ChildKind> Supervisor<C> {
         } else if !failing && self.failing.remove(&key) {
             self.failing_gauge.decrement(1.0);
         }
+    }
+}
+
+/// What a supervising actor adds to its child kind: how it boots (builds its
+/// [`Supervisor`] and starts the first children) and what its own messages do.
+pub trait SupervisingActor: ChildKind + Sized {
+    type Args: Send + 'static;
+
+    fn boot(
+        myself: &ActorRef<Self::Msg>,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Supervisor<Self>, ActorProcessingErr>> + Send;
+
+    /// One message to the supervising actor, its retry message included
+    /// (handed to [`Supervisor::on_retry`]).
+    fn handle(
+        state: &mut Supervisor<Self>,
+        myself: &ActorRef<Self::Msg>,
+        msg: Self::Msg,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The supervising actor of kind `C`: its state is the [`Supervisor`], which
+/// gets every supervision event.
+pub struct SupervisorActor<C>(PhantomData<fn() -> C>);
+
+impl<C> Default for SupervisorActor<C> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<C: SupervisingActor> Actor for SupervisorActor<C> {
+    type Msg = C::Msg;
+    type State = Supervisor<C>;
+    type Arguments = C::Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<C::Msg>,
+        args: C::Args,
+    ) -> Result<Supervisor<C>, ActorProcessingErr> {
+        C::boot(&myself, args).await
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<C::Msg>,
+        msg: C::Msg,
+        state: &mut Supervisor<C>,
+    ) -> Result<(), ActorProcessingErr> {
+        C::handle(state, &myself, msg).await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<C::Msg>,
+        event: SupervisionEvent,
+        state: &mut Supervisor<C>,
+    ) -> Result<(), ActorProcessingErr> {
+        state.on_event(&myself, event).await;
+        Ok(())
     }
 }
 

@@ -16,10 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tokio::sync::oneshot;
 
 use super::{ShardSlot, enrich};
@@ -33,7 +30,7 @@ use crate::{
     fraud::FraudHandle,
     net::Cidr,
     store::{ClickBatch, SharedStore},
-    supervision::{ChildKind, RestartPolicy, Supervisor},
+    supervision::{ChildKind, RestartPolicy, SupervisingActor, Supervisor, SupervisorActor},
     webhooks::Fanout,
 };
 
@@ -93,10 +90,9 @@ impl Actor for Shard {
         myself: ActorRef<ShardMsg>,
         args: ShardArgs,
     ) -> Result<ShardState, ActorProcessingErr> {
-        args.slot.actor.set(Some(myself.clone()));
         // Whatever queued while no actor was listening is drained now.
         args.slot.scheduled.store(true, Ordering::Release);
-        myself.cast(ShardMsg::Drain)?;
+        args.slot.actor.occupy(&myself, ShardMsg::Drain)?;
         Ok(ShardState::new(args.slot, args.config))
     }
 
@@ -293,10 +289,6 @@ impl ChildKind for Shards {
     type Spec = ();
     type Msg = SupervisorMsg;
 
-    fn retry_msg(index: usize) -> SupervisorMsg {
-        SupervisorMsg::Retry(index)
-    }
-
     async fn reload(&self, _index: usize) -> Result<Option<()>, String> {
         Ok(Some(()))
     }
@@ -328,7 +320,7 @@ impl ChildKind for Shards {
 }
 
 /// Keeps one shard actor per slot alive, under the shared supervision rules.
-pub struct ClickSupervisor;
+pub type ClickSupervisor = SupervisorActor<Shards>;
 
 pub struct SupervisorArgs {
     pub slots: Vec<Arc<ShardSlot>>,
@@ -343,14 +335,11 @@ pub enum SupervisorMsg {
     Retry(usize),
 }
 
-impl Actor for ClickSupervisor {
-    type Msg = SupervisorMsg;
-    type State = Supervisor<Shards>;
-    type Arguments = SupervisorArgs;
+impl SupervisingActor for Shards {
+    type Args = SupervisorArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
+    async fn boot(
+        myself: &ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<Supervisor<Shards>, ActorProcessingErr> {
         let shards = args.slots.len();
@@ -358,19 +347,18 @@ impl Actor for ClickSupervisor {
             slots: args.slots,
             config: args.config,
         };
-        let mut state = Supervisor::new(kind, args.restart);
+        let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for index in 0..shards {
-            state.start(&myself, index, ()).await;
+            state.start(myself, index, ()).await;
         }
         Ok(state)
     }
 
     async fn handle(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        msg: SupervisorMsg,
         state: &mut Supervisor<Shards>,
-    ) -> Result<(), ActorProcessingErr> {
+        myself: &ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+    ) {
         match msg {
             SupervisorMsg::FlushAll(reply) => {
                 state.stop_all();
@@ -391,19 +379,8 @@ impl Actor for ClickSupervisor {
                 }
                 let _ = reply.send(());
             }
-            SupervisorMsg::Retry(index) => state.on_retry(&myself, index).await,
+            SupervisorMsg::Retry(index) => state.on_retry(myself, index).await,
         }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        event: SupervisionEvent,
-        state: &mut Supervisor<Shards>,
-    ) -> Result<(), ActorProcessingErr> {
-        state.on_event(&myself, event).await;
-        Ok(())
     }
 }
 

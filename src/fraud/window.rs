@@ -124,6 +124,7 @@ impl FraudWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Observation::{Counted, Tripped, Untracked};
 
     fn key(code: &str, range: &str) -> WindowKey {
         WindowKey {
@@ -132,80 +133,55 @@ mod tests {
         }
     }
 
+    /// A click on link "a" from 10.0.0.0/24 at second `at`.
+    fn click_a(w: &mut FraudWindows, at: u64) -> Observation {
+        w.observe(key("a", "10.0.0.0/24"), at)
+    }
+
     #[test]
     fn trips_once_past_threshold() {
         let mut w = FraudWindows::new(10, 5, 100);
         for _ in 0..5 {
-            assert_eq!(
-                w.observe(key("a", "10.0.0.0/24"), 100),
-                Observation::Counted
-            );
+            assert_eq!(click_a(&mut w, 100), Counted);
         }
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 101),
-            Observation::Tripped { clicks: 6 }
-        );
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 101),
-            Observation::Counted
-        );
+        assert_eq!(click_a(&mut w, 101), Tripped { clicks: 6 });
+        assert_eq!(click_a(&mut w, 101), Counted);
     }
 
     #[test]
     fn old_clicks_slide_out() {
         let mut w = FraudWindows::new(10, 5, 100);
         for s in 0..5 {
-            w.observe(key("a", "10.0.0.0/24"), 100 + s);
+            click_a(&mut w, 100 + s);
         }
         // At 110 the click of second 100 has left the 10 s window: 4 + 1.
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 110),
-            Observation::Counted
-        );
-        // At 113 only seconds 104 and 110 remain: 2 + 1.
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 113),
-            Observation::Counted
-        );
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 113),
-            Observation::Counted
-        );
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 113),
-            Observation::Counted
-        );
-        assert!(matches!(
-            w.observe(key("a", "10.0.0.0/24"), 113),
-            Observation::Tripped { clicks: 6 }
-        ));
+        assert_eq!(click_a(&mut w, 110), Counted);
+        // At 113 only seconds 104 and 110 remain: 2 + 1, and three more trip it.
+        for _ in 0..3 {
+            assert_eq!(click_a(&mut w, 113), Counted);
+        }
+        assert_eq!(click_a(&mut w, 113), Tripped { clicks: 6 });
     }
 
     #[test]
     fn keys_are_independent() {
         let mut w = FraudWindows::new(10, 2, 100);
-        w.observe(key("a", "10.0.0.0/24"), 1);
-        w.observe(key("a", "10.0.1.0/24"), 1);
-        w.observe(key("b", "10.0.0.0/24"), 1);
-        w.observe(key("a", "10.0.0.0/24"), 1);
+        let (a, b) = ("10.0.0.0/24", "10.0.1.0/24");
+        for (code, range) in [("a", a), ("a", b), ("b", a), ("a", a)] {
+            w.observe(key(code, range), 1);
+        }
         assert_eq!(w.len(), 3);
-        assert_eq!(
-            w.observe(key("a", "10.0.0.0/24"), 1),
-            Observation::Tripped { clicks: 3 }
-        );
+        assert_eq!(click_a(&mut w, 1), Tripped { clicks: 3 });
     }
 
     #[test]
     fn capped_and_swept() {
         let mut w = FraudWindows::new(10, 100, 2);
-        w.observe(key("a", "10.0.0.0/24"), 1);
+        click_a(&mut w, 1);
         w.observe(key("b", "10.0.0.0/24"), 1);
-        assert_eq!(
-            w.observe(key("c", "10.0.0.0/24"), 2),
-            Observation::Untracked
-        );
+        assert_eq!(w.observe(key("c", "10.0.0.0/24"), 2), Untracked);
         // Once idle for a window, old keys make room.
-        assert_eq!(w.observe(key("c", "10.0.0.0/24"), 20), Observation::Counted);
+        assert_eq!(w.observe(key("c", "10.0.0.0/24"), 20), Counted);
         assert_eq!(w.len(), 1);
         assert_eq!(w.sweep(40), 1);
         assert!(w.is_empty());
@@ -214,12 +190,9 @@ mod tests {
     #[test]
     fn forgetting_a_code_restarts_its_windows() {
         let mut w = FraudWindows::new(10, 1, 100);
-        w.observe(key("a", "10.0.0.0/24"), 1);
-        assert!(matches!(
-            w.observe(key("a", "10.0.0.0/24"), 1),
-            Observation::Tripped { .. }
-        ));
+        click_a(&mut w, 1);
+        assert!(matches!(click_a(&mut w, 1), Tripped { .. }));
         w.forget_code("a");
-        assert_eq!(w.observe(key("a", "10.0.0.0/24"), 1), Observation::Counted);
+        assert_eq!(click_a(&mut w, 1), Counted);
     }
 }

@@ -57,8 +57,11 @@ impl FromRequestParts<SharedState> for Admin {
     }
 }
 
-/// The caller is this account.
-pub struct Caller(pub AccountId);
+/// The caller is this account; every handler an account calls also needs the state.
+pub struct Caller {
+    pub account: AccountId,
+    pub state: SharedState,
+}
 
 impl FromRequestParts<SharedState> for Caller {
     type Rejection = ApiError;
@@ -67,7 +70,10 @@ impl FromRequestParts<SharedState> for Caller {
         let token = bearer(parts)?;
         // The lookup is by digest: timing can reveal nothing about the key itself.
         if let Some(account) = state.store.account_by_key_hash(token_hash(token)).await? {
-            return Ok(Caller(account));
+            return Ok(Caller {
+                account,
+                state: state.clone(),
+            });
         }
         if is_admin(state, token) {
             return Err(ApiError::forbidden(

@@ -1,20 +1,15 @@
 //! `/v1/links`: create, list, read, change, delete links and page their clicks.
 //! Every change goes store first, then cache, then the event bus.
 
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-    http::StatusCode,
-};
-use chrono::{DateTime, SecondsFormat, Utc};
+use axum::extract::{Path, Query};
+use axum::{Json, http::StatusCode};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use super::{
-    JsonBody, SharedState,
-    auth::Caller,
-    error::{ApiError, ApiResult},
-};
+use super::error::{ApiError, ApiResult};
+use super::json::{PageParams, listing, page_json, timestamp};
+use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     domain::{
         AccountId, Click, Link, REDIRECT_STATUSES, generate_code, validate_code,
@@ -22,9 +17,6 @@ use crate::{
     },
     events::{Change, Event},
 };
-
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,31 +47,6 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-pub struct PageParams {
-    limit: Option<String>,
-    pub cursor: Option<String>,
-}
-
-impl PageParams {
-    pub fn limit(&self) -> ApiResult<usize> {
-        match &self.limit {
-            None => Ok(DEFAULT_PAGE),
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_parameter(
-                    "limit",
-                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-                )),
-            },
-        }
-    }
-}
-
-fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 pub fn link_json(link: &Link, base_url: &str, click_count: u64) -> Value {
@@ -119,9 +86,9 @@ fn check_destination(destination: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::validation("destination", e.to_string()))
 }
 
-fn check_status(status: u16) -> ApiResult<()> {
+fn check_status(status: u16) -> ApiResult<u16> {
     if REDIRECT_STATUSES.contains(&status) {
-        Ok(())
+        Ok(status)
     } else {
         Err(ApiError::validation(
             "redirect_status",
@@ -143,15 +110,12 @@ async fn owned_link(state: &SharedState, account: AccountId, code: &str) -> ApiR
 }
 
 pub async fn create(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     JsonBody(body): JsonBody<NewLink>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_destination(&body.destination)?;
-    let status = body
-        .redirect_status
-        .unwrap_or(state.config.redirect.default_status);
-    check_status(status)?;
+    let default_status = state.config.redirect.default_status;
+    let status = check_status(body.redirect_status.unwrap_or(default_status))?;
     check_tags(&body.tags)?;
     if let Some(code) = &body.code {
         validate_code(code).map_err(|e| ApiError::validation("code", e.to_string()))?;
@@ -192,28 +156,21 @@ pub async fn create(
 }
 
 pub async fn list(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Query(params): Query<PageParams>,
 ) -> ApiResult<Json<Value>> {
-    let page = state
-        .store
-        .list_links(account, params.limit()?, params.cursor.as_deref())
-        .await?;
+    let page = state.store.list_links(account, params.paging()?).await?;
     let base = &state.config.server.public_base_url;
     let mut items = Vec::with_capacity(page.items.len());
     for link in &page.items {
         let count = state.store.click_count(&link.code).await?;
         items.push(link_json(link, base, count));
     }
-    Ok(Json(
-        json!({ "items": items, "next_cursor": page.next_cursor }),
-    ))
+    Ok(listing(items, page.next_cursor))
 }
 
 pub async fn read(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let link = owned_link(&state, account, &code).await?;
@@ -226,20 +183,17 @@ pub async fn read(
 }
 
 pub async fn update(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(code): Path<String>,
     JsonBody(patch): JsonBody<LinkPatch>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(d) = &patch.destination {
-        check_destination(d)?;
-    }
-    if let Some(s) = patch.redirect_status {
-        check_status(s)?;
-    }
-    if let Some(t) = &patch.tags {
-        check_tags(t)?;
-    }
+    patch
+        .destination
+        .as_deref()
+        .map(check_destination)
+        .transpose()?;
+    patch.redirect_status.map(check_status).transpose()?;
+    patch.tags.as_deref().map(check_tags).transpose()?;
     let old = owned_link(&state, account, &code).await?;
     let mut link = old.clone();
     let mut changes = Vec::new();
@@ -297,8 +251,7 @@ fn change<T: serde::Serialize + ?Sized>(field: &'static str, old: &T, new: &T) -
 }
 
 pub async fn delete(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<StatusCode> {
     let link = owned_link(&state, account, &code).await?;
@@ -308,18 +261,11 @@ pub async fn delete(
 }
 
 pub async fn clicks(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(code): Path<String>,
     Query(params): Query<PageParams>,
 ) -> ApiResult<Json<Value>> {
     owned_link(&state, account, &code).await?;
-    let page = state
-        .store
-        .list_clicks(&code, params.limit()?, params.cursor.as_deref())
-        .await?;
-    let items: Vec<Value> = page.items.iter().map(click_json).collect();
-    Ok(Json(
-        json!({ "items": items, "next_cursor": page.next_cursor }),
-    ))
+    let page = state.store.list_clicks(&code, params.paging()?).await?;
+    Ok(page_json(page, click_json))
 }

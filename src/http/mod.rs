@@ -4,11 +4,13 @@
 //! - [`redirect`]: the hot path.
 //! - [`links`], [`accounts`]: the `/v1` API; [`auth`]: bearer tokens.
 //! - [`ops`]: health, readiness, metrics. [`error`]: the JSON error shape.
+//! - [`json`]: page parameters, listings and timestamps the `/v1` handlers share.
 
 pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod fraud;
+pub mod json;
 pub mod links;
 pub mod ops;
 pub mod redirect;

@@ -1,25 +1,20 @@
 //! `/v1/webhooks`: endpoints (create, list, read, change, delete), secret
 //! rotation, test events, the attempts log and retries of failed deliveries.
 
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-    http::StatusCode,
-};
-use chrono::{Duration, SecondsFormat, Utc};
+use axum::extract::{Path, Query};
+use axum::{Json, http::StatusCode};
+use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{
-    JsonBody, SharedState,
-    auth::Caller,
-    error::{ApiError, ApiResult},
-    links::PageParams,
-};
+use super::error::{ApiError, ApiResult};
+use super::json::{PageParams, listing, page_json, timestamp};
+use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
-    domain::{AccountId, AttemptStatus, Endpoint, Secret},
+    domain::{AccountId, Attempt, AttemptStatus, Endpoint, Secret},
     events::{Event, EventType},
+    store::AttemptsOf,
     webhooks::{
         delivery,
         endpoint::{EndpointMsg, RetryError},
@@ -53,10 +48,6 @@ pub struct EndpointPatch {
     description: Option<String>,
 }
 
-fn stamp(at: chrono::DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 fn endpoint_json(e: &Endpoint) -> Value {
     json!({
         "id": e.id,
@@ -66,8 +57,8 @@ fn endpoint_json(e: &Endpoint) -> Value {
         "disabled_reason": e.disabled_reason,
         "rate_limit_per_sec": e.rate_limit_per_sec,
         "description": e.description,
-        "created_at": stamp(e.created_at),
-        "updated_at": stamp(e.updated_at),
+        "created_at": timestamp(e.created_at),
+        "updated_at": timestamp(e.updated_at),
     })
 }
 
@@ -97,9 +88,9 @@ fn check_events(events: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_rate(rate: u32) -> ApiResult<()> {
+fn check_rate(rate: u32) -> ApiResult<u32> {
     if (1..=MAX_RATE_LIMIT).contains(&rate) {
-        Ok(())
+        Ok(rate)
     } else {
         Err(ApiError::validation(
             "rate_limit_per_sec",
@@ -144,15 +135,12 @@ fn upsert(state: &SharedState, endpoint: &Endpoint) {
 }
 
 pub async fn create(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     JsonBody(body): JsonBody<NewEndpoint>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_events(&body.events)?;
-    let rate = body
-        .rate_limit_per_sec
-        .unwrap_or(state.config.webhooks.default_rate_limit_per_sec);
-    check_rate(rate)?;
+    let default_rate = state.config.webhooks.default_rate_limit_per_sec;
+    let rate = check_rate(body.rate_limit_per_sec.unwrap_or(default_rate))?;
     check_description(&body.description)?;
     check_url(&state, &body.url).await?;
     // Counting and inserting take turns, so two creates cannot both slip under the limit.
@@ -188,38 +176,30 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }
 
-pub async fn list(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
-) -> ApiResult<Json<Value>> {
+pub async fn list(Caller { account, state }: Caller) -> ApiResult<Json<Value>> {
     let endpoints = state.store.list_endpoints(account).await?;
-    let items: Vec<Value> = endpoints.iter().map(endpoint_json).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": null })))
+    Ok(listing(endpoints.iter().map(endpoint_json).collect(), None))
 }
 
 pub async fn read(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(endpoint_json(&owned(&state, account, &id).await?)))
 }
 
 pub async fn update(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(id): Path<String>,
     JsonBody(patch): JsonBody<EndpointPatch>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(events) = &patch.events {
-        check_events(events)?;
-    }
-    if let Some(rate) = patch.rate_limit_per_sec {
-        check_rate(rate)?;
-    }
-    if let Some(d) = &patch.description {
-        check_description(d)?;
-    }
+    patch.events.as_deref().map(check_events).transpose()?;
+    patch.rate_limit_per_sec.map(check_rate).transpose()?;
+    patch
+        .description
+        .as_deref()
+        .map(check_description)
+        .transpose()?;
     if let Some(url) = &patch.url {
         check_url(&state, url).await?;
     }
@@ -253,8 +233,7 @@ pub async fn update(
 }
 
 pub async fn delete(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let endpoint = owned(&state, account, &id).await?;
@@ -267,8 +246,7 @@ pub async fn delete(
 }
 
 pub async fn rotate_secret(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let mut endpoint = owned(&state, account, &id).await?;
@@ -294,13 +272,12 @@ pub async fn rotate_secret(
     state.store.update_endpoint(&endpoint).await?;
     upsert(&state, &endpoint);
     let mut body = with_secret(&endpoint, &secret);
-    body["previous_secret_expires_at"] = json!(stamp(overlap_end));
+    body["previous_secret_expires_at"] = json!(timestamp(overlap_end));
     Ok(Json(body))
 }
 
 pub async fn send_test(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let endpoint = owned(&state, account, &id).await?;
@@ -317,6 +294,21 @@ pub async fn send_test(
     ))
 }
 
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "event_id": a.event_id,
+        "type": a.event_type,
+        "attempt": a.attempt,
+        "status": a.status,
+        "status_code": a.status_code,
+        "error": a.error,
+        "duration_ms": a.duration_ms,
+        "next_attempt_at": a.next_attempt_at.map(timestamp),
+        "at": timestamp(a.at),
+        "response_body": a.response_body,
+    })
+}
+
 #[derive(Deserialize)]
 pub struct DeliveryParams {
     status: Option<String>,
@@ -325,8 +317,7 @@ pub struct DeliveryParams {
 }
 
 pub async fn deliveries(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path(id): Path<String>,
     Query(params): Query<DeliveryParams>,
 ) -> ApiResult<Json<Value>> {
@@ -337,41 +328,16 @@ pub async fn deliveries(
             ApiError::bad_parameter("status", "status must be pending, succeeded or failed")
         })?),
     };
+    let which = AttemptsOf::new(endpoint.id, status);
     let page = state
         .store
-        .list_attempts(
-            endpoint.id,
-            status,
-            params.page.limit()?,
-            params.page.cursor.as_deref(),
-        )
+        .list_attempts(which, params.page.paging()?)
         .await?;
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|a| {
-            json!({
-                "event_id": a.event_id,
-                "type": a.event_type,
-                "attempt": a.attempt,
-                "status": a.status,
-                "status_code": a.status_code,
-                "error": a.error,
-                "duration_ms": a.duration_ms,
-                "next_attempt_at": a.next_attempt_at.map(stamp),
-                "at": stamp(a.at),
-                "response_body": a.response_body,
-            })
-        })
-        .collect();
-    Ok(Json(
-        json!({ "items": items, "next_cursor": page.next_cursor }),
-    ))
+    Ok(page_json(page, attempt_json))
 }
 
 pub async fn retry(
-    Caller(account): Caller,
-    State(state): State<SharedState>,
+    Caller { account, state }: Caller,
     Path((id, event_id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let endpoint = owned(&state, account, &id).await?;

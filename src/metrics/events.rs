@@ -138,25 +138,24 @@ impl<'a> StoreFailed<'a> {
         let operation = self.operation.as_str();
         let (error, code, items) = (display(self.error), self.code, self.items);
         let endpoint = self.endpoint.map(display);
+        // The level is part of a tracing call site, so the one line is written per level.
+        macro_rules! log {
+            ($level:ident) => {
+                tracing::$level!(
+                    operation,
+                    error,
+                    code,
+                    endpoint,
+                    items,
+                    "store operation failed"
+                )
+            };
+        }
         // A corrupt record is damage or a bug, not an outage: it wants a person.
         if matches!(self.error, StoreError::Corrupt(_)) {
-            tracing::error!(
-                operation,
-                error,
-                code,
-                endpoint,
-                items,
-                "store operation failed"
-            );
+            log!(error);
         } else {
-            tracing::warn!(
-                operation,
-                error,
-                code,
-                endpoint,
-                items,
-                "store operation failed"
-            );
+            log!(warn);
         }
     }
 }

@@ -38,48 +38,76 @@ macro_rules! declare {
 }
 
 declare! {
-    HTTP_REQUESTS: Counter = "relurl_http_requests_total", "HTTP requests by route and status";
-    HTTP_ACCEPT_ERRORS: Counter = "relurl_http_accept_errors_total", "connections the listener failed to accept";
-    REDIRECT_LATENCY: Histogram = "relurl_redirect_latency_seconds", "time to answer a redirect";
-    REDIRECT_RESPONSES: Counter = "relurl_redirect_responses_total", "redirect answers by status";
-    CACHE_LOOKUPS: Counter = "relurl_link_cache_lookups_total", "link cache lookups by result (hit, miss)";
-    CACHE_EVICTIONS: Counter = "relurl_link_cache_evictions_total", "links evicted from the cache";
-    CACHE_ENTRIES: Gauge = "relurl_link_cache_entries", "entries in the link cache after the last sweep";
+    HTTP_REQUESTS: Counter = "relurl_http_requests_total",
+        "HTTP requests by route and status";
+    HTTP_ACCEPT_ERRORS: Counter = "relurl_http_accept_errors_total",
+        "connections the listener failed to accept";
+    REDIRECT_LATENCY: Histogram = "relurl_redirect_latency_seconds",
+        "time to answer a redirect";
+    REDIRECT_RESPONSES: Counter = "relurl_redirect_responses_total",
+        "redirect answers by status";
+    CACHE_LOOKUPS: Counter = "relurl_link_cache_lookups_total",
+        "link cache lookups by result (hit, miss)";
+    CACHE_EVICTIONS: Counter = "relurl_link_cache_evictions_total",
+        "links evicted from the cache";
+    CACHE_ENTRIES: Gauge = "relurl_link_cache_entries",
+        "entries in the link cache after the last sweep";
     CACHE_STALE: Counter = "relurl_link_cache_stale_answers_total",
         "redirects answered from a cached link past its TTL because the store was unreachable";
-    STORE_ERRORS: Counter = "relurl_store_errors_total", "store operations that failed, by operation";
-    CLICKS_RECEIVED: Counter = "relurl_clicks_received_total", "clicks handed to the click pipeline";
-    CLICKS_PERSISTED: Counter = "relurl_clicks_persisted_total", "clicks written with their detail";
-    CLICKS_SHED: Counter = "relurl_clicks_shed_total", "clicks counted but whose detail was shed under overload";
-    CLICKS_BATCH_SIZE: Histogram = "relurl_clicks_batch_size", "clicks per store batch";
-    CLICKS_FLUSH_LATENCY: Histogram = "relurl_clicks_flush_latency_seconds", "time to write one click batch";
-    CLICKS_FLUSH_ERRORS: Counter = "relurl_clicks_flush_errors_total", "click batches the store refused (retried)";
-    CLICKS_QUEUE_DEPTH: Gauge = "relurl_clicks_shard_queue_depth", "clicks queued per shard";
-    SHARD_RESTARTS: Counter = "relurl_clicks_shard_restarts_total", "click shard actors restarted by their supervisor";
+    STORE_ERRORS: Counter = "relurl_store_errors_total",
+        "store operations that failed, by operation";
+    CLICKS_RECEIVED: Counter = "relurl_clicks_received_total",
+        "clicks handed to the click pipeline";
+    CLICKS_PERSISTED: Counter = "relurl_clicks_persisted_total",
+        "clicks written with their detail";
+    CLICKS_SHED: Counter = "relurl_clicks_shed_total",
+        "clicks counted but whose detail was shed under overload";
+    CLICKS_BATCH_SIZE: Histogram = "relurl_clicks_batch_size",
+        "clicks per store batch";
+    CLICKS_FLUSH_LATENCY: Histogram = "relurl_clicks_flush_latency_seconds",
+        "time to write one click batch";
+    CLICKS_FLUSH_ERRORS: Counter = "relurl_clicks_flush_errors_total",
+        "click batches the store refused (retried)";
+    CLICKS_QUEUE_DEPTH: Gauge = "relurl_clicks_shard_queue_depth",
+        "clicks queued per shard";
+    SHARD_RESTARTS: Counter = "relurl_clicks_shard_restarts_total",
+        "click shard actors restarted by their supervisor";
     SHARDS_FAILING: Gauge = "relurl_clicks_shards_failing",
         "click shards down after too many restarts, waiting for the restart window";
-    FRAUD_WINDOWS: Gauge = "relurl_fraud_windows_tracked", "(link, ip range) windows tracked by the fraud detector";
-    FRAUD_WINDOWS_EVICTED: Counter = "relurl_fraud_windows_evicted_total", "fraud windows evicted to stay within the cap";
+    FRAUD_WINDOWS: Gauge = "relurl_fraud_windows_tracked",
+        "(link, ip range) windows tracked by the fraud detector";
+    FRAUD_WINDOWS_EVICTED: Counter = "relurl_fraud_windows_evicted_total",
+        "fraud windows evicted to stay within the cap";
     FRAUD_CLICKS_UNTRACKED: Counter = "relurl_fraud_clicks_untracked_total",
         "clicks not counted for fraud because the window cap was reached";
-    FRAUD_LINKS_DISABLED: Counter = "relurl_fraud_links_disabled_total", "links disabled by the fraud detector";
+    FRAUD_LINKS_DISABLED: Counter = "relurl_fraud_links_disabled_total",
+        "links disabled by the fraud detector";
     FRAUD_OBSERVATIONS_DROPPED: Counter = "relurl_fraud_observations_dropped_total",
         "persisted clicks not checked for fraud because the detector's queue was full";
-    EVENTS_PUBLISHED: Counter = "relurl_events_published_total", "events published on the internal bus by type";
-    WEBHOOK_DELIVERIES: Counter = "relurl_webhook_deliveries_total", "delivery attempts by outcome";
-    WEBHOOK_ATTEMPT_LATENCY: Histogram = "relurl_webhook_attempt_latency_seconds", "time for one delivery attempt";
-    WEBHOOK_RETRIES: Counter = "relurl_webhook_retries_scheduled_total", "delivery retries scheduled";
-    WEBHOOK_PENDING: Gauge = "relurl_webhook_pending_deliveries", "deliveries held in memory by endpoint actors";
-    WEBHOOK_DEAD: Counter = "relurl_webhook_dead_deliveries_total", "deliveries given up after the last retry";
+    EVENTS_PUBLISHED: Counter = "relurl_events_published_total",
+        "events published on the internal bus by type";
+    WEBHOOK_DELIVERIES: Counter = "relurl_webhook_deliveries_total",
+        "delivery attempts by outcome";
+    WEBHOOK_ATTEMPT_LATENCY: Histogram = "relurl_webhook_attempt_latency_seconds",
+        "time for one delivery attempt";
+    WEBHOOK_RETRIES: Counter = "relurl_webhook_retries_scheduled_total",
+        "delivery retries scheduled";
+    WEBHOOK_PENDING: Gauge = "relurl_webhook_pending_deliveries",
+        "deliveries held in memory by endpoint actors";
+    WEBHOOK_DEAD: Counter = "relurl_webhook_dead_deliveries_total",
+        "deliveries given up after the last retry";
     WEBHOOK_ENDPOINTS_DISABLED: Counter = "relurl_webhook_endpoints_disabled_total",
         "endpoints disabled automatically after failed deliveries";
-    WEBHOOK_RESTARTS: Counter = "relurl_webhook_actor_restarts_total", "endpoint actors restarted by their supervisor";
+    WEBHOOK_RESTARTS: Counter = "relurl_webhook_actor_restarts_total",
+        "endpoint actors restarted by their supervisor";
     WEBHOOK_FAILING: Gauge = "relurl_webhook_endpoints_failing",
         "endpoint actors down after too many restarts or a failed reload, waiting for the restart window";
     WEBHOOK_SPILLED: Counter = "relurl_webhook_spilled_total",
         "deliveries left only in the outbox because their endpoint's mailbox was full or down";
-    WEBHOOK_SAVE_ERRORS: Counter = "relurl_webhook_outcome_save_errors_total", "batches of delivery outcomes not written";
-    EXPIRIES_FIRED: Counter = "relurl_links_expired_total", "link.expired events fired";
+    WEBHOOK_SAVE_ERRORS: Counter = "relurl_webhook_outcome_save_errors_total",
+        "batches of delivery outcomes not written";
+    EXPIRIES_FIRED: Counter = "relurl_links_expired_total",
+        "link.expired events fired";
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -155,58 +183,82 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-/// Link cache lookups and sweeps.
-#[derive(Clone)]
-pub struct CacheMetrics {
-    pub hits: Counter,
-    pub misses: Counter,
-    pub evictions: Counter,
-    pub entries: Gauge,
+/// A struct of pre-registered handles, each with the call that registers it,
+/// and the `new()` that does.
+macro_rules! handles {
+    ($(#[$attr:meta])* $name:ident { $($field:ident: $ty:ty = $make:expr,)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $(pub $field: $ty,)*
+        }
+
+        impl $name {
+            pub fn new() -> Self {
+                Self { $($field: $make,)* }
+            }
+        }
+    };
 }
 
-impl CacheMetrics {
-    pub fn new() -> Self {
+/// One counter per value of a small fixed label set, registered up front so
+/// the hot path never hashes a key.
+#[derive(Clone)]
+pub struct CounterPer<K: 'static, const N: usize> {
+    keys: &'static [K; N],
+    counters: [Counter; N],
+}
+
+impl<K: Copy + PartialEq, const N: usize> CounterPer<K, N> {
+    fn new(keys: &'static [K; N], register: impl Fn(K) -> Counter) -> Self {
         Self {
-            hits: counter!(CACHE_LOOKUPS, "result" => "hit"),
-            misses: counter!(CACHE_LOOKUPS, "result" => "miss"),
-            evictions: counter!(CACHE_EVICTIONS),
-            entries: gauge!(CACHE_ENTRIES),
+            keys,
+            counters: keys.map(register),
+        }
+    }
+
+    pub fn get(&self, key: K) -> Option<&Counter> {
+        let i = self.keys.iter().position(|k| *k == key)?;
+        self.counters.get(i)
+    }
+
+    /// Counts one for `key`; a key outside the set is not counted (an enum's
+    /// `ALL` leaves none out).
+    pub fn count(&self, key: K) {
+        if let Some(counter) = self.get(key) {
+            counter.increment(1);
         }
     }
 }
 
-/// Redirect answers, pre-registered per status so the hot path never hashes a key.
-#[derive(Clone)]
-pub struct RedirectMetrics {
-    pub latency: Histogram,
-    by_status: [(u16, Counter); 8],
-    other: Counter,
+handles! {
+    /// Link cache lookups and sweeps.
+    #[derive(Clone)]
+    CacheMetrics {
+        hits: Counter = counter!(CACHE_LOOKUPS, "result" => "hit"),
+        misses: Counter = counter!(CACHE_LOOKUPS, "result" => "miss"),
+        evictions: Counter = counter!(CACHE_EVICTIONS),
+        entries: Gauge = gauge!(CACHE_ENTRIES),
+    }
+}
+
+/// The statuses a redirect answers with, each counted apart; others are "other".
+const REDIRECT_STATUSES: [u16; 8] = [301, 302, 307, 308, 404, 410, 500, 503];
+
+handles! {
+    /// Redirect answers, pre-registered per status.
+    #[derive(Clone)]
+    RedirectMetrics {
+        latency: Histogram = histogram!(REDIRECT_LATENCY),
+        by_status: CounterPer<u16, 8> = CounterPer::new(&REDIRECT_STATUSES, |s| {
+            counter!(REDIRECT_RESPONSES, "status" => s.to_string())
+        }),
+        other: Counter = counter!(REDIRECT_RESPONSES, "status" => "other"),
+    }
 }
 
 impl RedirectMetrics {
-    pub fn new() -> Self {
-        let c = |s: u16| (s, counter!(REDIRECT_RESPONSES, "status" => s.to_string()));
-        Self {
-            latency: histogram!(REDIRECT_LATENCY),
-            by_status: [
-                c(301),
-                c(302),
-                c(307),
-                c(308),
-                c(404),
-                c(410),
-                c(500),
-                c(503),
-            ],
-            other: counter!(REDIRECT_RESPONSES, "status" => "other"),
-        }
-    }
-
     pub fn response(&self, status: u16) -> &Counter {
-        self.by_status
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(&self.other, |(_, c)| c)
+        self.by_status.get(status).unwrap_or(&self.other)
     }
 }
 
@@ -227,92 +279,44 @@ impl ClickQueueMetrics {
     }
 }
 
-/// What a click shard records per written batch (refusals are [`events::ClickFlushRefused`]).
-pub struct ClickFlushMetrics {
-    pub persisted: Counter,
-    pub batch_size: Histogram,
-    pub flush_latency: Histogram,
-}
-
-impl ClickFlushMetrics {
-    pub fn new() -> Self {
-        Self {
-            persisted: counter!(CLICKS_PERSISTED),
-            batch_size: histogram!(CLICKS_BATCH_SIZE),
-            flush_latency: histogram!(CLICKS_FLUSH_LATENCY),
-        }
+handles! {
+    /// What a click shard records per written batch (refusals are [`events::ClickFlushRefused`]).
+    ClickFlushMetrics {
+        persisted: Counter = counter!(CLICKS_PERSISTED),
+        batch_size: Histogram = histogram!(CLICKS_BATCH_SIZE),
+        flush_latency: Histogram = histogram!(CLICKS_FLUSH_LATENCY),
     }
 }
 
-/// The fraud detector's windows (disabled links are [`events::LinkDisabledForFraud`]).
-pub struct FraudMetrics {
-    pub tracked: Gauge,
-    pub evicted: Counter,
-    pub untracked: Counter,
-    pub dropped: Counter,
-}
-
-impl FraudMetrics {
-    pub fn new() -> Self {
-        Self {
-            tracked: gauge!(FRAUD_WINDOWS),
-            evicted: counter!(FRAUD_WINDOWS_EVICTED),
-            untracked: counter!(FRAUD_CLICKS_UNTRACKED),
-            dropped: counter!(FRAUD_OBSERVATIONS_DROPPED),
-        }
+handles! {
+    /// The fraud detector's windows (disabled links are [`events::LinkDisabledForFraud`]).
+    FraudMetrics {
+        tracked: Gauge = gauge!(FRAUD_WINDOWS),
+        evicted: Counter = counter!(FRAUD_WINDOWS_EVICTED),
+        untracked: Counter = counter!(FRAUD_CLICKS_UNTRACKED),
+        dropped: Counter = counter!(FRAUD_OBSERVATIONS_DROPPED),
     }
 }
 
-/// Events published on the internal bus, one counter per type.
-#[derive(Clone)]
-pub struct EventBusMetrics {
-    published: [Counter; EventType::ALL.len()],
-}
-
-impl EventBusMetrics {
-    pub fn new() -> Self {
-        Self {
-            published: EventType::ALL.map(|t| counter!(EVENTS_PUBLISHED, "type" => t.as_str())),
-        }
-    }
-
-    pub fn published(&self, event_type: EventType) -> &Counter {
-        let i = EventType::ALL
-            .iter()
-            .position(|t| *t == event_type)
-            .unwrap_or(0);
-        &self.published[i]
+handles! {
+    /// Events published on the internal bus, one counter per type.
+    #[derive(Clone)]
+    EventBusMetrics {
+        published: CounterPer<EventType, { EventType::ALL.len() }> =
+            CounterPer::new(&EventType::ALL, |t| counter!(EVENTS_PUBLISHED, "type" => t.as_str())),
     }
 }
 
-/// Webhook delivery metrics, pre-registered (failures and restarts are [`events`]).
-#[derive(Clone)]
-pub struct WebhookMetrics {
-    outcomes: [Counter; OutcomeKind::ALL.len()],
-    pub latency: Histogram,
-    pub retries: Counter,
-    pub pending: Gauge,
-    pub dead: Counter,
-}
-
-impl WebhookMetrics {
-    pub fn new() -> Self {
-        Self {
-            outcomes: OutcomeKind::ALL
-                .map(|k| counter!(WEBHOOK_DELIVERIES, "outcome" => k.as_str())),
-            latency: histogram!(WEBHOOK_ATTEMPT_LATENCY),
-            retries: counter!(WEBHOOK_RETRIES),
-            pending: gauge!(WEBHOOK_PENDING),
-            dead: counter!(WEBHOOK_DEAD),
-        }
-    }
-
-    pub fn outcome(&self, kind: OutcomeKind) -> &Counter {
-        let i = OutcomeKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(0);
-        &self.outcomes[i]
+handles! {
+    /// Webhook delivery metrics, pre-registered (failures and restarts are [`events`]).
+    #[derive(Clone)]
+    WebhookMetrics {
+        outcomes: CounterPer<OutcomeKind, { OutcomeKind::ALL.len() }> =
+            CounterPer::new(&OutcomeKind::ALL, |k| counter!(WEBHOOK_DELIVERIES, "outcome" => k.as_str())),
+        latency: Histogram = histogram!(WEBHOOK_ATTEMPT_LATENCY),
+        retries: Counter = counter!(WEBHOOK_RETRIES),
+        pending: Gauge = gauge!(WEBHOOK_PENDING),
+        dead: Counter = counter!(WEBHOOK_DEAD),
     }
 }
 

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
-use super::{ClickBatch, Page, Store, StoreError, StoreResult, click_codec};
+use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult, click_codec};
 use crate::domain::{
-    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryStatus, DeliveryUpdate,
-    Endpoint, Incident, Link,
+    Account, AccountId, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
+    Incident, Link,
 };
 
 #[derive(Clone)]
@@ -282,15 +282,16 @@ fn decode_cursor(cursor: Option<&str>) -> StoreResult<Option<Vec<u8>>> {
         .transpose()
 }
 
-/// Walks `prefix` in key order starting after `cursor` (a key suffix), up to `limit`.
+/// Walks `prefix` in key order starting after the page's cursor (a key suffix),
+/// up to its limit.
 fn page_of<T>(
     keyspace: &Keyspace,
     prefix: &[u8],
-    limit: usize,
-    cursor: Option<&str>,
+    page: &Paging,
     mut load: impl FnMut(&[u8], &[u8]) -> StoreResult<Option<T>>,
 ) -> StoreResult<Page<T>> {
-    let start = match decode_cursor(cursor)? {
+    let limit = page.limit;
+    let start = match decode_cursor(page.cursor.as_deref())? {
         Some(suffix) => {
             let mut start = prefix.to_vec();
             start.extend_from_slice(&suffix);
@@ -480,25 +481,13 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn list_links(
-        &self,
-        account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Link>> {
-        let cursor = cursor.map(str::to_string);
+    async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>> {
         self.blocking(move |s| {
-            page_of(
-                &s.account_links,
-                account.as_bytes(),
-                limit,
-                cursor.as_deref(),
-                |key, _| {
-                    // A listing row whose link is gone is skipped, not an error.
-                    let code = &key[16 + 8..];
-                    s.links.get(code)?.map(|v| from_json(&v)).transpose()
-                },
-            )
+            page_of(&s.account_links, account.as_bytes(), &page, |key, _| {
+                // A listing row whose link is gone is skipped, not an error.
+                let code = &key[16 + 8..];
+                s.links.get(code)?.map(|v| from_json(&v)).transpose()
+            })
         })
         .await
     }
@@ -545,25 +534,14 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn list_clicks(
-        &self,
-        code: &str,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Click>> {
-        let (code, cursor) = (code.to_string(), cursor.map(str::to_string));
+    async fn list_clicks(&self, code: &str, page: Paging) -> StoreResult<Page<Click>> {
+        let prefix = click_prefix(code);
         self.blocking(move |s| {
-            page_of(
-                &s.clicks,
-                &click_prefix(&code),
-                limit,
-                cursor.as_deref(),
-                |_, value| {
-                    click_codec::decode(value)
-                        .map(Some)
-                        .ok_or_else(|| StoreError::Corrupt("stored click".into()))
-                },
-            )
+            page_of(&s.clicks, &prefix, &page, |_, value| {
+                click_codec::decode(value)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Corrupt("stored click".into()))
+            })
         })
         .await
     }
@@ -583,11 +561,14 @@ impl Store for EmbeddedStore {
     async fn list_incidents(
         &self,
         account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
+        page: Paging,
     ) -> StoreResult<Page<Incident>> {
-        self.incidents_page(account, limit, cursor.map(str::to_string))
-            .await
+        self.blocking(move |s| {
+            page_of(&s.incidents, account.as_bytes(), &page, |_, value| {
+                from_json(value).map(Some)
+            })
+        })
+        .await
     }
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
@@ -736,27 +717,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn list_attempts(
-        &self,
-        endpoint: Uuid,
-        status: Option<AttemptStatus>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Attempt>> {
-        let cursor = cursor.map(str::to_string);
+    async fn list_attempts(&self, which: AttemptsOf, page: Paging) -> StoreResult<Page<Attempt>> {
         self.blocking(move |s| {
-            page_of(
-                &s.attempts,
-                endpoint.as_bytes(),
-                limit,
-                cursor.as_deref(),
-                |_, value| {
-                    let attempt: Attempt = from_json(value)?;
-                    Ok(status
-                        .is_none_or(|st| st == attempt.status)
-                        .then_some(attempt))
-                },
-            )
+            page_of(&s.attempts, which.endpoint.as_bytes(), &page, |_, value| {
+                let attempt: Attempt = from_json(value)?;
+                Ok(which.keeps(&attempt).then_some(attempt))
+            })
         })
         .await
     }
@@ -764,26 +730,6 @@ impl Store for EmbeddedStore {
     async fn flush(&self) -> StoreResult<()> {
         self.blocking(|s| s.db.persist(PersistMode::SyncAll).map_err(Into::into))
             .await
-    }
-}
-
-impl EmbeddedStore {
-    async fn incidents_page(
-        &self,
-        account: AccountId,
-        limit: usize,
-        cursor: Option<String>,
-    ) -> StoreResult<Page<Incident>> {
-        self.blocking(move |s| {
-            page_of(
-                &s.incidents,
-                account.as_bytes(),
-                limit,
-                cursor.as_deref(),
-                |_, value| from_json(value).map(Some),
-            )
-        })
-        .await
     }
 }
 

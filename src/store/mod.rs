@@ -90,6 +90,40 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Which page of a listing to read: at most `limit` items, after `cursor` (the
+/// previous page's `next_cursor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paging {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl Paging {
+    pub fn new(limit: usize, cursor: Option<&str>) -> Self {
+        Self {
+            limit,
+            cursor: cursor.map(str::to_string),
+        }
+    }
+}
+
+/// Which attempts to list: one endpoint's, optionally only those in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptsOf {
+    pub endpoint: Uuid,
+    pub status: Option<AttemptStatus>,
+}
+
+impl AttemptsOf {
+    pub fn new(endpoint: Uuid, status: Option<AttemptStatus>) -> Self {
+        Self { endpoint, status }
+    }
+
+    pub fn keeps(&self, attempt: &Attempt) -> bool {
+        self.status.is_none_or(|s| s == attempt.status)
+    }
+}
+
 /// Clicks of one flush and the counter increments they make, written together.
 #[derive(Debug, Clone, Default)]
 pub struct ClickBatch {
@@ -127,32 +161,18 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the link, its place in the account's listing, its counter and clicks.
     async fn delete_link(&self, link: &Link) -> StoreResult<()>;
     /// The account's links, newest first.
-    async fn list_links(
-        &self,
-        account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Link>>;
+    async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>>;
 
     /// Writes clicks and counter increments as one durable batch.
     async fn record_clicks(&self, batch: &ClickBatch) -> StoreResult<()>;
     async fn click_count(&self, code: &str) -> StoreResult<u64>;
     /// The link's clicks, newest first.
-    async fn list_clicks(
-        &self,
-        code: &str,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Click>>;
+    async fn list_clicks(&self, code: &str, page: Paging) -> StoreResult<Page<Click>>;
 
     async fn record_incident(&self, incident: &Incident) -> StoreResult<()>;
     /// The account's fraud incidents, newest first.
-    async fn list_incidents(
-        &self,
-        account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Incident>>;
+    async fn list_incidents(&self, account: AccountId, page: Paging)
+    -> StoreResult<Page<Incident>>;
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
@@ -171,13 +191,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records attempts and what they did to their outbox rows, in one batch.
     async fn save_outcomes(&self, outcomes: &[(Attempt, DeliveryUpdate)]) -> StoreResult<()>;
     /// The endpoint's attempts log, newest first, optionally by status.
-    async fn list_attempts(
-        &self,
-        endpoint: Uuid,
-        status: Option<AttemptStatus>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Attempt>>;
+    async fn list_attempts(&self, which: AttemptsOf, page: Paging) -> StoreResult<Page<Attempt>>;
 
     /// Makes everything written so far durable on disk (graceful shutdown).
     async fn flush(&self) -> StoreResult<()>;

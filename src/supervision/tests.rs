@@ -85,10 +85,6 @@ mod rules {
         type Spec = ();
         type Msg = SupMsg;
 
-        fn retry_msg(key: usize) -> SupMsg {
-            SupMsg::Retry(key)
-        }
-
         async fn reload(&self, _: usize) -> Result<Option<()>, String> {
             Ok(Some(()))
         }
@@ -110,31 +106,23 @@ mod rules {
         Failing(RpcReplyPort<bool>),
     }
 
-    pub struct Sup(pub RestartPolicy);
+    pub type Sup = SupervisorActor<One>;
 
-    impl Actor for Sup {
-        type Msg = SupMsg;
-        type State = Supervisor<One>;
-        type Arguments = Arc<ActorSlot<ChildMsg>>;
+    impl SupervisingActor for One {
+        type Args = (Arc<ActorSlot<ChildMsg>>, RestartPolicy);
 
-        async fn pre_start(
-            &self,
-            myself: ActorRef<SupMsg>,
-            slot: Arc<ActorSlot<ChildMsg>>,
+        async fn boot(
+            myself: &ActorRef<SupMsg>,
+            (slot, policy): Self::Args,
         ) -> Result<Supervisor<One>, ActorProcessingErr> {
-            let mut state = Supervisor::new(One(slot), self.0);
-            state.start(&myself, 0, ()).await;
+            let mut state = Supervisor::new(One(slot), policy, SupMsg::Retry);
+            state.start(myself, 0, ()).await;
             Ok(state)
         }
 
-        async fn handle(
-            &self,
-            myself: ActorRef<SupMsg>,
-            msg: SupMsg,
-            state: &mut Supervisor<One>,
-        ) -> Result<(), ActorProcessingErr> {
+        async fn handle(state: &mut Supervisor<One>, myself: &ActorRef<SupMsg>, msg: SupMsg) {
             match msg {
-                SupMsg::Retry(key) => state.on_retry(&myself, key).await,
+                SupMsg::Retry(key) => state.on_retry(myself, key).await,
                 SupMsg::Remove(reply) => {
                     state.forget(0);
                     if let Some(child) = state.kind.0.get() {
@@ -146,17 +134,6 @@ mod rules {
                     let _ = reply.send(state.failing.contains(&0));
                 }
             }
-            Ok(())
-        }
-
-        async fn handle_supervisor_evt(
-            &self,
-            myself: ActorRef<SupMsg>,
-            event: SupervisionEvent,
-            state: &mut Supervisor<One>,
-        ) -> Result<(), ActorProcessingErr> {
-            state.on_event(&myself, event).await;
-            Ok(())
         }
     }
 }
@@ -179,7 +156,7 @@ async fn one_rule_for_failed_self_stopped_out_of_budget_and_removed_children() {
         max_restarts: 2,
         window: Duration::from_secs(2),
     };
-    let (sup, _) = ractor::Actor::spawn(None, Sup(policy), shared.clone())
+    let (sup, _) = ractor::Actor::spawn(None, Sup::default(), (shared.clone(), policy))
         .await
         .expect("supervisor starts");
     let failing = || async { ractor::call!(sup, SupMsg::Failing).expect("answers") };

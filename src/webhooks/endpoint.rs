@@ -88,10 +88,10 @@ impl Actor for EndpointActor {
         myself: ActorRef<EndpointMsg>,
         args: EndpointArgs,
     ) -> Result<EndpointState, ActorProcessingErr> {
-        args.handle.actor.set(Some(myself.clone()));
+        // Reset before senders can find the new actor, so no cast goes uncounted.
         args.handle.queued.store(0, Ordering::Release);
         // The machine starts by reading the outbox.
-        myself.cast(EndpointMsg::Pump)?;
+        args.handle.actor.occupy(&myself, EndpointMsg::Pump)?;
         Ok(EndpointState {
             url: args.endpoint.url.parse().ok(),
             machine: DeliveryMachine::new(args.endpoint, Rules::new(&args.ctx.config)),
@@ -227,7 +227,7 @@ impl EndpointState {
                 duration,
             } => {
                 let metrics = &self.ctx.metrics;
-                metrics.outcome(kind).increment(1);
+                metrics.outcomes.count(kind);
                 metrics.latency.record(duration.as_secs_f64());
                 match status {
                     AttemptStatus::Succeeded => return,

@@ -139,30 +139,21 @@ mod tests {
         Duration::from_secs(900),
     ];
 
+    /// When attempt `attempts + 1` is due, without jitter, after one that
+    /// finished at `now` (the first attempt was at 0 s).
+    fn next(attempts: u32, retry_after: Option<u64>, now: i64) -> Option<DateTime<Utc>> {
+        let retry_after = retry_after.map(Duration::from_secs);
+        next_attempt_at(&SCHEDULE, 0.0, 0.0, t(0), attempts, retry_after, t(now))
+    }
+
     #[test]
     fn offsets_count_from_the_first_attempt() {
-        let first = t(0);
-        assert_eq!(
-            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 1, None, t(1)),
-            Some(t(60))
-        );
-        assert_eq!(
-            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(61)),
-            Some(t(300))
-        );
-        assert_eq!(
-            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 3, None, t(301)),
-            Some(t(900))
-        );
-        assert_eq!(
-            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 4, None, t(901)),
-            None
-        );
+        assert_eq!(next(1, None, 1), Some(t(60)));
+        assert_eq!(next(2, None, 61), Some(t(300)));
+        assert_eq!(next(3, None, 301), Some(t(900)));
+        assert_eq!(next(4, None, 901), None);
         // An attempt that ran late does not schedule the next one in the past.
-        assert_eq!(
-            next_attempt_at(&SCHEDULE, 0.0, 0.0, first, 2, None, t(400)),
-            Some(t(400))
-        );
+        assert_eq!(next(2, None, 400), Some(t(400)));
     }
 
     #[test]
@@ -175,26 +166,8 @@ mod tests {
 
     #[test]
     fn a_later_retry_after_wins_an_earlier_one_does_not() {
-        let later = next_attempt_at(
-            &SCHEDULE,
-            0.0,
-            0.0,
-            t(0),
-            1,
-            Some(Duration::from_secs(120)),
-            t(1),
-        );
-        assert_eq!(later, Some(t(121)));
-        let sooner = next_attempt_at(
-            &SCHEDULE,
-            0.0,
-            0.0,
-            t(0),
-            1,
-            Some(Duration::from_secs(5)),
-            t(1),
-        );
-        assert_eq!(sooner, Some(t(60)));
+        assert_eq!(next(1, Some(120), 1), Some(t(121)));
+        assert_eq!(next(1, Some(5), 1), Some(t(60)));
     }
 
     #[test]

@@ -6,17 +6,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use uuid::Uuid;
 
 use super::endpoint::{EndpointActor, EndpointArgs, EndpointContext, EndpointMsg};
 use crate::{
     domain::Endpoint,
     metrics::events::{StoreFailed, StoreOp, Supervised},
-    supervision::{ChildKind, RestartPolicy, Supervisor},
+    supervision::{ChildKind, RestartPolicy, SupervisingActor, Supervisor, SupervisorActor},
 };
 
 /// Restarts one endpoint actor may use in a minute.
@@ -48,10 +45,6 @@ impl ChildKind for Endpoints {
     type Key = Uuid;
     type Spec = Endpoint;
     type Msg = SupervisorMsg;
-
-    fn retry_msg(key: Uuid) -> SupervisorMsg {
-        SupervisorMsg::Retry(key)
-    }
 
     /// State comes back from the store, not from the failed actor.
     async fn reload(&self, id: Uuid) -> Result<Option<Endpoint>, String> {
@@ -105,23 +98,21 @@ impl Endpoints {
     }
 }
 
-pub struct WebhookSupervisor;
+pub type WebhookSupervisor = SupervisorActor<Endpoints>;
 
-impl Actor for WebhookSupervisor {
-    type Msg = SupervisorMsg;
-    type State = Supervisor<Endpoints>;
-    type Arguments = SupervisorArgs;
+impl SupervisingActor for Endpoints {
+    type Args = SupervisorArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
+    async fn boot(
+        myself: &ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<Supervisor<Endpoints>, ActorProcessingErr> {
         let endpoints = args.ctx.store.all_endpoints().await?;
-        let mut state = Supervisor::new(Endpoints { ctx: args.ctx }, args.restart);
+        let kind = Endpoints { ctx: args.ctx };
+        let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for endpoint in endpoints {
             if endpoint.enabled {
-                state.start(&myself, endpoint.id, endpoint).await;
+                state.start(myself, endpoint.id, endpoint).await;
             } else {
                 state.kind.ctx.directory.upsert(&endpoint);
             }
@@ -130,11 +121,10 @@ impl Actor for WebhookSupervisor {
     }
 
     async fn handle(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        msg: SupervisorMsg,
         state: &mut Supervisor<Endpoints>,
-    ) -> Result<(), ActorProcessingErr> {
+        myself: &ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+    ) {
         match msg {
             SupervisorMsg::Upsert(endpoint) => {
                 let handle = state.kind.ctx.directory.upsert(&endpoint);
@@ -145,7 +135,7 @@ impl Actor for WebhookSupervisor {
                     // Enabled again, or changed while failing: a fresh start and budget.
                     None if endpoint.enabled => {
                         state.forget(endpoint.id);
-                        state.start(&myself, endpoint.id, *endpoint).await;
+                        state.start(myself, endpoint.id, *endpoint).await;
                     }
                     None => {}
                 }
@@ -161,19 +151,8 @@ impl Actor for WebhookSupervisor {
                 }
                 let _ = reply.send(());
             }
-            SupervisorMsg::Retry(id) => state.on_retry(&myself, id).await,
+            SupervisorMsg::Retry(id) => state.on_retry(myself, id).await,
         }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<SupervisorMsg>,
-        event: SupervisionEvent,
-        state: &mut Supervisor<Endpoints>,
-    ) -> Result<(), ActorProcessingErr> {
-        state.on_event(&myself, event).await;
-        Ok(())
     }
 }
 

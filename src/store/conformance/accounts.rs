@@ -3,8 +3,9 @@
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::fixtures::pages;
 use crate::domain::{Account, Incident};
-use crate::store::SharedStore;
+use crate::store::{Paging, SharedStore};
 
 pub async fn ping_answers(store: SharedStore) {
     store.ping().await.expect("ping");
@@ -46,18 +47,19 @@ pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
             .await
             .unwrap();
     }
-    let page = store.list_incidents(a, 2, None).await.unwrap();
-    let codes: Vec<_> = page.items.iter().map(|i| i.code.as_str()).collect();
-    assert_eq!(codes, ["i3", "i1"]);
-    let rest = store
-        .list_incidents(a, 2, page.next_cursor.as_deref())
-        .await
-        .unwrap();
-    let codes: Vec<_> = rest.items.iter().map(|i| i.code.as_str()).collect();
-    assert_eq!(codes, ["i0"]);
-    assert_eq!(rest.next_cursor, None);
+    let listed = pages(2, |page| store.list_incidents(a, page)).await;
+    let codes: Vec<Vec<&str>> = listed
+        .iter()
+        .map(|page| page.iter().map(|i| i.code.as_str()).collect())
+        .collect();
+    assert_eq!(codes, [vec!["i3", "i1"], vec!["i0"]]);
     assert_eq!(
-        store.list_incidents(b, 10, None).await.unwrap().items.len(),
+        store
+            .list_incidents(b, Paging::new(10, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
         1
     );
 }

@@ -3,9 +3,9 @@
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
-use super::fixtures::attempt;
+use super::fixtures::{attempt, pages};
 use crate::domain::{Attempt, AttemptStatus, DeliveryUpdate};
-use crate::store::{Page, SharedStore, StoreError};
+use crate::store::{AttemptsOf, Paging, SharedStore, StoreError};
 
 pub async fn attempts_listed_newest_first_with_status_filter(store: SharedStore) {
     let e = Uuid::now_v7();
@@ -38,47 +38,40 @@ pub async fn attempts_listed_newest_first_with_status_filter(store: SharedStore)
         .await
         .unwrap();
 
-    let ids = |page: &Page<Attempt>| page.items.iter().map(|a| a.id).collect::<Vec<_>>();
-    let first = store.list_attempts(e, None, 2, None).await.unwrap();
-    assert_eq!(ids(&first), [attempts[4].id, attempts[3].id]);
-    let second = store
-        .list_attempts(e, None, 2, first.next_cursor.as_deref())
-        .await
-        .unwrap();
-    assert_eq!(ids(&second), [attempts[2].id, attempts[1].id]);
-    let third = store
-        .list_attempts(e, None, 2, second.next_cursor.as_deref())
-        .await
-        .unwrap();
-    assert_eq!(ids(&third), [attempts[0].id]);
-    assert_eq!(third.next_cursor, None);
-    assert_eq!(third.items[0], attempts[0]);
+    // Pages of ids, each page's attempts newest first.
+    let ids = |pages: Vec<Vec<Attempt>>| -> Vec<Vec<Uuid>> {
+        let ids = |page: Vec<Attempt>| page.into_iter().map(|a| a.id).collect();
+        pages.into_iter().map(ids).collect()
+    };
+    let id = |n: usize| attempts[n].id;
+    let listed = |status| {
+        let store = &store;
+        move |page| store.list_attempts(AttemptsOf::new(e, status), page)
+    };
+    let all = pages(2, listed(None)).await;
+    assert_eq!(all[2], [attempts[0].clone()]);
+    assert_eq!(
+        ids(all),
+        [vec![id(4), id(3)], vec![id(2), id(1)], vec![id(0)]]
+    );
+    let pending = pages(1, listed(Some(Pending))).await;
+    assert_eq!(ids(pending), [[id(2)], [id(0)]]);
+    let succeeded = pages(5, listed(Some(Succeeded))).await;
+    assert_eq!(ids(succeeded), [[id(4), id(1)]]);
+    let failed = pages(5, listed(Some(Failed))).await;
+    assert_eq!(ids(failed), [[id(3)]]);
 
-    let pending = store
-        .list_attempts(e, Some(Pending), 1, None)
+    let theirs = store
+        .list_attempts(AttemptsOf::new(other, None), Paging::new(10, None))
         .await
         .unwrap();
-    assert_eq!(ids(&pending), [attempts[2].id]);
-    let pending_rest = store
-        .list_attempts(e, Some(Pending), 1, pending.next_cursor.as_deref())
-        .await
-        .unwrap();
-    assert_eq!(ids(&pending_rest), [attempts[0].id]);
-    assert_eq!(pending_rest.next_cursor, None);
-    let succeeded = store
-        .list_attempts(e, Some(Succeeded), 5, None)
-        .await
-        .unwrap();
-    assert_eq!(ids(&succeeded), [attempts[4].id, attempts[1].id]);
-    assert_eq!(succeeded.next_cursor, None);
-    let failed = store.list_attempts(e, Some(Failed), 5, None).await.unwrap();
-    assert_eq!(ids(&failed), [attempts[3].id]);
-
-    let theirs = store.list_attempts(other, None, 10, None).await.unwrap();
     assert_eq!(theirs.items, vec![stranger]);
     assert!(matches!(
         store
-            .list_attempts(e, None, 2, Some("%%not-a-cursor"))
+            .list_attempts(
+                AttemptsOf::new(e, None),
+                Paging::new(2, Some("%%not-a-cursor"))
+            )
             .await,
         Err(StoreError::BadCursor)
     ));

@@ -3,9 +3,9 @@
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
-use super::fixtures::{click, click_at, link};
+use super::fixtures::{click, click_at, link, pages};
 use crate::domain::Click;
-use crate::store::{ClickBatch, SharedStore, StoreError};
+use crate::store::{ClickBatch, Paging, SharedStore, StoreError};
 
 pub async fn clicks_count_and_list_newest_first(store: SharedStore) {
     let a = Uuid::now_v7();
@@ -31,11 +31,11 @@ pub async fn clicks_count_and_list_newest_first(store: SharedStore) {
     assert_eq!(store.click_count("c").await.unwrap(), 7);
     assert_eq!(store.click_count("none").await.unwrap(), 0);
 
-    let page = store.list_clicks("c", 3, None).await.unwrap();
+    let page = store.list_clicks("c", Paging::new(3, None)).await.unwrap();
     let ips: Vec<_> = page.items.iter().map(|c| c.ip.to_string()).collect();
     assert_eq!(ips, ["203.0.113.4", "203.0.113.3", "203.0.113.2"]);
     let rest = store
-        .list_clicks("c", 3, page.next_cursor.as_deref())
+        .list_clicks("c", Paging::new(3, page.next_cursor.as_deref()))
         .await
         .unwrap();
     let ips: Vec<_> = rest.items.iter().map(|c| c.ip.to_string()).collect();
@@ -69,24 +69,18 @@ pub async fn clicks_listed_across_days(store: SharedStore) {
         })
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..3 {
-        let page = store.list_clicks("d", 2, cursor.as_deref()).await.unwrap();
-        seen.extend(page.items.iter().map(|c| c.id));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let listed = pages(2, |page| store.list_clicks("d", page)).await;
+    assert_eq!(listed.len(), 3);
+    let seen: Vec<Uuid> = listed.iter().flatten().map(|c| c.id).collect();
     let expected: Vec<Uuid> = clicks.iter().rev().map(|c| c.id).collect();
     assert_eq!(seen, expected);
-    assert_eq!(cursor, None);
-    let all = store.list_clicks("d", 10, None).await.unwrap();
+    let all = store.list_clicks("d", Paging::new(10, None)).await.unwrap();
     assert_eq!(all.items.len(), 5);
     assert_eq!(all.next_cursor, None);
     assert!(matches!(
-        store.list_clicks("d", 2, Some("%%not-a-cursor")).await,
+        store
+            .list_clicks("d", Paging::new(2, Some("%%not-a-cursor")))
+            .await,
         Err(StoreError::BadCursor)
     ));
 }
@@ -110,19 +104,8 @@ pub async fn full_click_batch_is_written_and_paged(store: SharedStore) {
         .unwrap();
     assert_eq!(store.click_count("big").await.unwrap(), 896);
     assert_eq!(store.click_count("small").await.unwrap(), 128);
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store
-            .list_clicks("big", 100, cursor.as_deref())
-            .await
-            .unwrap();
-        seen.extend(page.items.into_iter().map(|c| c.id));
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let listed = pages(100, |page| store.list_clicks("big", page)).await;
+    let seen: Vec<Uuid> = listed.iter().flatten().map(|c| c.id).collect();
     let expected: Vec<Uuid> = clicks
         .iter()
         .rev()

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::fixtures::{attempt, delivery, endpoint};
 use crate::domain::{AttemptStatus, DeliveryStatus, DeliveryUpdate};
-use crate::store::SharedStore;
+use crate::store::{AttemptsOf, Paging, SharedStore};
 
 pub async fn endpoints_stored_listed_and_deleted(store: SharedStore) {
     let a = Uuid::now_v7();
@@ -74,7 +74,10 @@ pub async fn endpoints_stored_listed_and_deleted(store: SharedStore) {
         store.get_delivery(e1.id, failed.event_id).await.unwrap(),
         None
     );
-    let attempts = store.list_attempts(e1.id, None, 10, None).await.unwrap();
+    let attempts = store
+        .list_attempts(AttemptsOf::new(e1.id, None), Paging::new(10, None))
+        .await
+        .unwrap();
     assert!(attempts.items.is_empty());
     assert_eq!(store.due_deliveries(e2.id, 10).await.unwrap(), vec![other]);
 }

@@ -1,11 +1,37 @@
 //! What the cases build: links, clicks, endpoints, deliveries and attempts.
 
+use std::future::Future;
+
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Attempt, AttemptStatus, Click, Delivery, DeliveryStatus, Endpoint, Link, Location, Secret,
+    Attempt, AttemptStatus, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint, Link,
+    Location, Secret,
 };
+use crate::store::{Page, Paging, StoreResult};
+
+/// Every page of a listing, `limit` items at a time from the first page until
+/// one has no next cursor.
+pub(super) async fn pages<T, F: Future<Output = StoreResult<Page<T>>>>(
+    limit: usize,
+    mut read: impl FnMut(Paging) -> F,
+) -> Vec<Vec<T>> {
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = read(Paging { limit, cursor })
+            .await
+            .expect("listing a page");
+        pages.push(page.items);
+        cursor = page.next_cursor;
+        // A cursor that never runs out would loop here forever.
+        assert!(pages.len() <= 1000, "the listing never ends");
+        if cursor.is_none() {
+            return pages;
+        }
+    }
+}
 
 pub(super) fn link(code: &str, account: Uuid, created_ms: i64) -> Link {
     let at = Utc
@@ -125,4 +151,12 @@ pub(super) fn attempt(
 
 pub(super) fn codes(links: &[Link]) -> Vec<&str> {
     links.iter().map(|l| l.code.as_str()).collect()
+}
+
+/// The outcome of a delivered attempt: its outbox row goes.
+pub(super) fn delivered(endpoint_id: Uuid, event_id: Uuid) -> DeliveryUpdate {
+    DeliveryUpdate::Delivered {
+        endpoint_id,
+        event_id,
+    }
 }

@@ -3,8 +3,8 @@
 use chrono::Duration;
 use uuid::Uuid;
 
-use super::fixtures::{click, link};
-use crate::store::{ClickBatch, SharedStore};
+use super::fixtures::{click, link, pages};
+use crate::store::{ClickBatch, Paging, SharedStore};
 
 pub async fn link_codes_are_unique(store: SharedStore) {
     let a = Uuid::now_v7();
@@ -50,13 +50,13 @@ pub async fn link_update_and_delete(store: SharedStore) {
     assert_eq!(store.click_count("upd").await.unwrap(), 0);
     assert!(
         store
-            .list_clicks("upd", 10, None)
+            .list_clicks("upd", Paging::new(10, None))
             .await
             .unwrap()
             .items
             .is_empty()
     );
-    let page = store.list_links(a, 10, None).await.unwrap();
+    let page = store.list_links(a, Paging::new(10, None)).await.unwrap();
     assert!(page.items.is_empty());
     // The code is free again.
     assert!(
@@ -78,26 +78,18 @@ pub async fn links_list_newest_first_by_account(store: SharedStore) {
     }
     store.insert_link(&link("b0", b, 3_000), &[]).await.unwrap();
 
-    let first = store.list_links(a, 2, None).await.unwrap();
-    let codes: Vec<_> = first.items.iter().map(|l| l.code.as_str()).collect();
-    assert_eq!(codes, ["a4", "a3"]);
-    let cursor = first.next_cursor.expect("more pages");
-    let second = store.list_links(a, 2, Some(&cursor)).await.unwrap();
-    let codes: Vec<_> = second.items.iter().map(|l| l.code.as_str()).collect();
-    assert_eq!(codes, ["a2", "a1"]);
-    let third = store
-        .list_links(a, 2, second.next_cursor.as_deref())
-        .await
-        .unwrap();
-    let codes: Vec<_> = third.items.iter().map(|l| l.code.as_str()).collect();
-    assert_eq!(codes, ["a0"]);
-    assert_eq!(third.next_cursor, None);
+    let listed = pages(2, |page| store.list_links(a, page)).await;
+    let codes: Vec<Vec<&str>> = listed
+        .iter()
+        .map(|page| page.iter().map(|l| l.code.as_str()).collect())
+        .collect();
+    assert_eq!(codes, [vec!["a4", "a3"], vec!["a2", "a1"], vec!["a0"]]);
 
-    let only_b = store.list_links(b, 10, None).await.unwrap();
+    let only_b = store.list_links(b, Paging::new(10, None)).await.unwrap();
     assert_eq!(only_b.items.len(), 1);
     assert!(
         store
-            .list_links(a, 2, Some("%%not-a-cursor"))
+            .list_links(a, Paging::new(2, Some("%%not-a-cursor")))
             .await
             .is_err()
     );
@@ -128,8 +120,11 @@ pub async fn recreated_code_starts_afresh(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(store.click_count("again").await.unwrap(), 2);
-    let page = store.list_clicks("again", 10, None).await.unwrap();
+    let page = store
+        .list_clicks("again", Paging::new(10, None))
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![fresh]);
-    let listed = store.list_links(a, 10, None).await.unwrap();
+    let listed = store.list_links(a, Paging::new(10, None)).await.unwrap();
     assert_eq!(listed.items, vec![second]);
 }

@@ -3,9 +3,9 @@
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
-use super::fixtures::{attempt, delivery};
-use crate::domain::{AttemptStatus, DeliveryStatus, DeliveryUpdate};
-use crate::store::SharedStore;
+use super::fixtures::{attempt, delivered, delivery};
+use crate::domain::{AttemptStatus, Delivery, DeliveryStatus, DeliveryUpdate};
+use crate::store::{AttemptsOf, Paging, SharedStore};
 
 pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
     let e = Uuid::now_v7();
@@ -20,10 +20,7 @@ pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
         .upsert_deliveries(&[d3.clone(), d1.clone(), gave_up.clone(), elsewhere.clone()])
         .await
         .unwrap();
-    store
-        .upsert_deliveries(std::slice::from_ref(&d2))
-        .await
-        .unwrap();
+    upsert(&store, &d2).await;
 
     // Soonest due first; failed rows are not due.
     assert_eq!(
@@ -78,10 +75,7 @@ pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
         .save_outcomes(&[
             (
                 attempt(e, d3.event_id, t, AttemptStatus::Succeeded),
-                DeliveryUpdate::Delivered {
-                    endpoint_id: e,
-                    event_id: d3.event_id,
-                },
+                delivered(e, d3.event_id),
             ),
             (
                 attempt(e, d1.event_id, t, AttemptStatus::Pending),
@@ -111,32 +105,18 @@ pub async fn outbox_due_order_and_outcomes(store: SharedStore) {
     store
         .save_outcomes(&[(
             attempt(e, d3.event_id, t, AttemptStatus::Succeeded),
-            DeliveryUpdate::Delivered {
-                endpoint_id: e,
-                event_id: d3.event_id,
-            },
+            delivered(e, d3.event_id),
         )])
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .list_attempts(e, None, 10, None)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        4
-    );
+    assert_eq!(logged(&store, e).await, 4);
 }
 
 pub async fn repeated_versions_in_one_call_keep_the_last(store: SharedStore) {
     let e = Uuid::now_v7();
     let t = Utc::now();
     let d = delivery(e, t, DeliveryStatus::Pending);
-    store
-        .upsert_deliveries(std::slice::from_ref(&d))
-        .await
-        .unwrap();
+    upsert(&store, &d).await;
     // A retry scheduled, then the retry delivered, saved together.
     let mut retry = d.clone();
     retry.attempts = 1;
@@ -154,32 +134,18 @@ pub async fn repeated_versions_in_one_call_keep_the_last(store: SharedStore) {
                     t + Duration::seconds(1),
                     AttemptStatus::Succeeded,
                 ),
-                DeliveryUpdate::Delivered {
-                    endpoint_id: e,
-                    event_id: d.event_id,
-                },
+                delivered(e, d.event_id),
             ),
         ])
         .await
         .unwrap();
     assert!(store.due_deliveries(e, 10).await.unwrap().is_empty());
     assert_eq!(store.get_delivery(e, d.event_id).await.unwrap(), None);
-    assert_eq!(
-        store
-            .list_attempts(e, None, 10, None)
-            .await
-            .unwrap()
-            .items
-            .len(),
-        2
-    );
+    assert_eq!(logged(&store, e).await, 2);
 
     // Two saved versions: the last one is the row.
     let d2 = delivery(e, t, DeliveryStatus::Pending);
-    store
-        .upsert_deliveries(std::slice::from_ref(&d2))
-        .await
-        .unwrap();
+    upsert(&store, &d2).await;
     let mut later = d2.clone();
     later.next_attempt_at = t + Duration::minutes(5);
     let mut failed = d2.clone();
@@ -207,13 +173,21 @@ pub async fn repeated_versions_in_one_call_keep_the_last(store: SharedStore) {
     let d3 = delivery(e, t + Duration::seconds(5), DeliveryStatus::Pending);
     let mut d3_sooner = d3.clone();
     d3_sooner.next_attempt_at = t + Duration::seconds(1);
-    store
-        .upsert_deliveries(std::slice::from_ref(&d3))
-        .await
-        .unwrap();
+    upsert(&store, &d3).await;
     store
         .upsert_deliveries(&[d3.clone(), d3_sooner.clone()])
         .await
         .unwrap();
     assert_eq!(store.due_deliveries(e, 10).await.unwrap(), vec![d3_sooner]);
+}
+
+/// How many attempts the endpoint's log holds (a handful in these cases).
+async fn logged(store: &SharedStore, endpoint: Uuid) -> usize {
+    let all = store.list_attempts(AttemptsOf::new(endpoint, None), Paging::new(100, None));
+    all.await.unwrap().items.len()
+}
+
+async fn upsert(store: &SharedStore, delivery: &Delivery) {
+    let one = std::slice::from_ref(delivery);
+    store.upsert_deliveries(one).await.unwrap();
 }

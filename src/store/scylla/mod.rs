@@ -43,10 +43,9 @@ use scylla::{
 };
 use uuid::Uuid;
 
-use super::{ClickBatch, Page, Store, StoreError, StoreResult};
+use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult};
 use crate::domain::{
-    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryUpdate, Endpoint,
-    Incident, Link,
+    Account, AccountId, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident, Link,
 };
 use codec::{
     FAILED_DUE, HOUR_MS, click_record, day_of, due_of, expiry_bucket, first_row, from_json,
@@ -176,8 +175,7 @@ impl Store for ScyllaStore {
 
     async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(&s.st.account_insert, (account.id, to_json(account)?))?;
+        let mut writes = Writes::one(&s.st.account_insert, (account.id, to_json(account)?))?;
         writes.add(&s.st.api_key_insert, (api_key_hash.to_vec(), account.id))?;
         s.run(writes).await
     }
@@ -217,17 +215,7 @@ impl Store for ScyllaStore {
                 &s.st.account_link_insert,
                 (link.account_id, link.created_at, link.code.clone()),
             )?;
-            if let (Some(at), Some(bucket)) = (link.expires_at, bucket) {
-                writes.add(
-                    &s.st.expiry_insert,
-                    (
-                        bucket,
-                        at,
-                        link.code.clone(),
-                        link.created_at.timestamp_millis(),
-                    ),
-                )?;
-            }
+            writes.expiry(&s.st, link, bucket)?;
             writes.deliveries(&s.st, deliveries)?;
             s.run(writes).await
         };
@@ -268,17 +256,7 @@ impl Store for ScyllaStore {
                     )
                     .await?;
                 if lwt_outcome(written)?.0 {
-                    if let (Some(at), Some(bucket)) = (link.expires_at, bucket) {
-                        writes.add(
-                            &s.st.expiry_insert,
-                            (
-                                bucket,
-                                at,
-                                link.code.clone(),
-                                link.created_at.timestamp_millis(),
-                            ),
-                        )?;
-                    }
+                    writes.expiry(&s.st, link, bucket)?;
                     if let (Some(at), Some(bucket)) = (old.expires_at, old_bucket) {
                         writes.add(&s.st.expiry_delete, (bucket, at, link.code.clone()))?;
                     }
@@ -371,12 +349,7 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn list_links(
-        &self,
-        account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Link>> {
+    async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>> {
         let s = &self.inner;
         let keep: &Keep<'_, String, Link> = &|codes: Vec<String>| {
             Box::pin(async move {
@@ -394,7 +367,7 @@ impl Store for ScyllaStore {
                     .collect())
             })
         };
-        s.list_partition(&s.st.account_links_page, &(account,), limit, cursor, keep)
+        s.list_partition(&s.st.account_links_page, &(account,), &page, keep)
             .await
     }
 
@@ -425,10 +398,10 @@ impl Store for ScyllaStore {
         s.run(writes).await?;
         // Counters last, once everything else is durable: they are the one write
         // a retried batch cannot repeat harmlessly.
-        let mut counters = Writes::default();
+        let mut counters = Writes::counters();
         for (code, add) in &batch.counts {
             let add = i64::try_from(*add).map_err(corrupt)?;
-            counters.add_counter(&s.st.count_add, (Counter(add), code.clone()))?;
+            counters.add(&s.st.count_add, (Counter(add), code.clone()))?;
         }
         s.run(counters).await
     }
@@ -449,12 +422,7 @@ impl Store for ScyllaStore {
         Ok(base.map_or(0, |base| u64::try_from(n - base).unwrap_or(0)))
     }
 
-    async fn list_clicks(
-        &self,
-        code: &str,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Click>> {
+    async fn list_clicks(&self, code: &str, page: Paging) -> StoreResult<Page<Click>> {
         let s = &self.inner;
         let owned = code.to_string();
         s.list_days(
@@ -462,8 +430,7 @@ impl Store for ScyllaStore {
             owned.clone(),
             &s.st.clicks_page,
             move |day| Box::new((owned.clone(), day)),
-            limit,
-            cursor,
+            &page,
             &decode_clicks,
         )
         .await
@@ -471,38 +438,25 @@ impl Store for ScyllaStore {
 
     async fn record_incident(&self, incident: &Incident) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(
-            &s.st.incident_insert,
-            (incident.account_id, incident.id, to_json(incident)?),
-        )?;
-        s.run(writes).await
+        let row = (incident.account_id, incident.id, to_json(incident)?);
+        s.run(Writes::one(&s.st.incident_insert, row)?).await
     }
 
     async fn list_incidents(
         &self,
         account: AccountId,
-        limit: usize,
-        cursor: Option<&str>,
+        page: Paging,
     ) -> StoreResult<Page<Incident>> {
         let s = &self.inner;
-        s.list_partition(
-            &s.st.incidents_page,
-            &(account,),
-            limit,
-            cursor,
-            &parse_all::<Incident>,
-        )
-        .await
+        let keep = &parse_all::<Incident>;
+        s.list_partition(&s.st.incidents_page, &(account,), &page, keep)
+            .await
     }
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(
-            &s.st.endpoint_insert,
-            (endpoint.id, endpoint.account_id, to_json(endpoint)?),
-        )?;
+        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
+        let mut writes = Writes::one(&s.st.endpoint_insert, row)?;
         writes.add(
             &s.st.account_endpoint_insert,
             (endpoint.account_id, endpoint.id),
@@ -512,12 +466,8 @@ impl Store for ScyllaStore {
 
     async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
-        let mut writes = Writes::default();
-        writes.add(
-            &s.st.endpoint_insert,
-            (endpoint.id, endpoint.account_id, to_json(endpoint)?),
-        )?;
-        s.run(writes).await
+        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
+        s.run(Writes::one(&s.st.endpoint_insert, row)?).await
     }
 
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
@@ -700,20 +650,14 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn list_attempts(
-        &self,
-        endpoint: Uuid,
-        status: Option<AttemptStatus>,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> StoreResult<Page<Attempt>> {
+    async fn list_attempts(&self, which: AttemptsOf, page: Paging) -> StoreResult<Page<Attempt>> {
         let s = &self.inner;
         let keep: &Keep<'_, String, Attempt> = &move |texts: Vec<String>| {
             Box::pin(async move {
                 let mut kept = Vec::with_capacity(texts.len());
                 for text in &texts {
                     let attempt: Attempt = from_json(text)?;
-                    if status.is_none_or(|st| st == attempt.status) {
+                    if which.keeps(&attempt) {
                         kept.push(attempt);
                     }
                 }
@@ -722,11 +666,10 @@ impl Store for ScyllaStore {
         };
         s.list_days(
             &s.st.attempt_days_get,
-            endpoint,
+            which.endpoint,
             &s.st.attempts_page,
-            move |day| Box::new((endpoint, day)),
-            limit,
-            cursor,
+            move |day| Box::new((which.endpoint, day)),
+            &page,
             keep,
         )
         .await

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     domain::{Click, Link},
-    store::{Page, StoreError, StoreResult},
+    store::{Page, Paging, StoreError, StoreResult},
 };
 
 /// Reads in flight at once when one call needs many (outbox index, links of a page).
@@ -132,12 +132,11 @@ impl Inner {
         &self,
         statement: &PreparedStatement,
         values: &(dyn SerializeRow + Sync),
-        limit: usize,
-        cursor: Option<&str>,
+        page: &Paging,
         keep: &Keep<'_, C, T>,
     ) -> StoreResult<Page<T>> {
-        let from = decode_partition_cursor(cursor)?;
-        let limit = limit.max(1);
+        let from = decode_partition_cursor(page.cursor.as_deref())?;
+        let limit = page.limit.max(1);
         let mut items = Vec::with_capacity(limit.min(256));
         let next = self
             .fill(statement, values, from, limit, &mut items, keep)
@@ -150,19 +149,17 @@ impl Inner {
 
     /// A listing of day-bucketed rows: the days (newest first) come from a day
     /// index, each day's partition is read newest first.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn list_days<C: Column, T: Send>(
         &self,
         days_statement: &PreparedStatement,
         owner: impl SerializeValue + Send + Sync,
         page_statement: &PreparedStatement,
         day_values: impl Fn(i32) -> Values + Send + Sync,
-        limit: usize,
-        cursor: Option<&str>,
+        page: &Paging,
         keep: &Keep<'_, C, T>,
     ) -> StoreResult<Page<T>> {
         let (start_day, mut from) =
-            decode_day_cursor(cursor)?.unwrap_or((i32::MAX, PagingState::start()));
+            decode_day_cursor(page.cursor.as_deref())?.unwrap_or((i32::MAX, PagingState::start()));
         let days: Vec<(i32,)> = rows(
             self.execute(days_statement, (owner, start_day), "reading day index")
                 .await?,
@@ -171,7 +168,7 @@ impl Inner {
         if days.first().map(|(d,)| *d) != Some(start_day) {
             from = PagingState::start();
         }
-        let limit = limit.max(1);
+        let limit = page.limit.max(1);
         let mut items = Vec::with_capacity(limit.min(256));
         for (i, &(day,)) in days.iter().enumerate() {
             let values = day_values(day);

@@ -20,7 +20,7 @@ use super::{
     statements::Statements,
 };
 use crate::{
-    domain::Delivery,
+    domain::{Delivery, Link},
     store::{StoreError, StoreResult},
 };
 
@@ -39,6 +39,9 @@ pub(super) struct Writes<'a> {
     /// Units numbered so far, and the one being filled by [`Writes::unit`].
     units: usize,
     open_unit: Option<usize>,
+    /// Counter updates (or deletes on a counter table): they go in counter
+    /// batches only, so a phase holds either these or plain writes.
+    counters: bool,
 }
 
 pub(super) struct Write<'a> {
@@ -53,29 +56,30 @@ pub(super) struct Write<'a> {
 }
 
 impl<'a> Writes<'a> {
+    /// A phase of counter updates.
+    pub(super) fn counters() -> Self {
+        Self {
+            counters: true,
+            ..Self::default()
+        }
+    }
+
+    /// A phase of one write.
+    pub(super) fn one(
+        statement: &'a PreparedStatement,
+        values: impl SerializeRow + Send + Sync + 'static,
+    ) -> StoreResult<Self> {
+        let mut writes = Self::default();
+        writes.add(statement, values)?;
+        Ok(writes)
+    }
+
     pub(super) fn add(
         &mut self,
         statement: &'a PreparedStatement,
         values: impl SerializeRow + Send + Sync + 'static,
     ) -> StoreResult<()> {
-        self.push(statement, Box::new(values), false)
-    }
-
-    /// A counter update (or a delete on a counter table): counter batches only.
-    pub(super) fn add_counter(
-        &mut self,
-        statement: &'a PreparedStatement,
-        values: impl SerializeRow + Send + Sync + 'static,
-    ) -> StoreResult<()> {
-        self.push(statement, Box::new(values), true)
-    }
-
-    pub(super) fn push(
-        &mut self,
-        statement: &'a PreparedStatement,
-        values: Values,
-        counter: bool,
-    ) -> StoreResult<()> {
+        let values: Values = Box::new(values);
         let partition = statement
             .compute_partition_key(&values)
             .map_err(|e| StoreError::permanent("partition key", e))?;
@@ -88,7 +92,7 @@ impl<'a> Writes<'a> {
         };
         self.rows.push(Write {
             partition,
-            counter,
+            counter: self.counters,
             unit,
             statement,
             values,
@@ -117,6 +121,23 @@ impl<'a> Writes<'a> {
             w.add(&st.outbox_insert, (d.endpoint_id, due, d.event_id, json))?;
             w.add(&st.index_insert, (d.endpoint_id, d.event_id, due))
         })
+    }
+
+    /// Adds the link's expiry row, if it expires (`bucket` is its expiry bucket).
+    pub(super) fn expiry(
+        &mut self,
+        st: &'a Statements,
+        link: &Link,
+        bucket: Option<i64>,
+    ) -> StoreResult<()> {
+        let (Some(at), Some(bucket)) = (link.expires_at, bucket) else {
+            return Ok(());
+        };
+        let created_ms = link.created_at.timestamp_millis();
+        self.add(
+            &st.expiry_insert,
+            (bucket, at, link.code.clone(), created_ms),
+        )
     }
 
     pub(super) fn deliveries(
