@@ -15,7 +15,7 @@
 #   RELURL_CQL_STORAGE_PORT  internode port, bound to 127.0.0.1    (default 7000)
 #   RELURL_CQL_TIMEOUT    seconds to wait for CQL readiness        (default 240)
 #   RELURL_CQL_STOP_GRACE seconds between TERM and KILL            (default 60)
-#   MAX_HEAP_SIZE         JVM heap (-Xms/-Xmx)                     (default 1G)
+#   MAX_HEAP_SIZE         JVM heap (-Xms/-Xmx)                     (default 2G)
 #   HEAP_NEWSIZE          young gen (-Xmn); empty = let G1 decide  (default empty)
 #   JAVA                  java binary (Java 11 or 17)              (default: java on PATH)
 #
@@ -35,7 +35,7 @@ PORT="${RELURL_CQL_PORT:-9042}"
 STORAGE_PORT="${RELURL_CQL_STORAGE_PORT:-7000}"
 TIMEOUT="${RELURL_CQL_TIMEOUT:-240}"
 STOP_GRACE="${RELURL_CQL_STOP_GRACE:-60}"
-HEAP="${MAX_HEAP_SIZE:-1G}"
+HEAP="${MAX_HEAP_SIZE:-2G}"
 NEWSIZE="${HEAP_NEWSIZE:-}"
 JAVA="${JAVA:-java}"
 
