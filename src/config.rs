@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub webhooks: RawWebhooks,
     pub fraud: RawFraud,
     pub enrich: RawEnrich,
+    pub cluster: crate::cluster::config::RawCluster,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +177,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub fraud: FraudConfig,
     pub enrich: EnrichConfig,
+    pub cluster: crate::cluster::config::ClusterConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -518,6 +520,7 @@ impl RawConfig {
             );
         }
 
+        let cluster = self.cluster.validate(&mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -528,6 +531,7 @@ impl RawConfig {
             Some(click_ttl),
             Some(attempt_ttl),
             Some(cache_ttl),
+            Some(cluster),
         ) = (
             listen,
             backend,
@@ -535,6 +539,7 @@ impl RawConfig {
             click_ttl,
             attempt_ttl,
             cache_ttl,
+            cluster,
         )
         else {
             unreachable!("each failure above pushed an error");
@@ -592,6 +597,7 @@ impl RawConfig {
                 max_tracked_keys: self.fraud.max_tracked_keys as usize,
             },
             enrich: EnrichConfig { geoip_mmdb },
+            cluster,
         })
     }
 }

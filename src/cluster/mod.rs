@@ -16,6 +16,7 @@
 //! [`fraud`]); [`cql`] is the only part that talks to the database. The
 //! embedded backend runs as one node and uses none of this.
 
+pub mod config;
 pub mod cql;
 pub mod feed;
 pub mod fraud;
