@@ -21,4 +21,7 @@ pub mod cql;
 pub mod feed;
 pub mod fraud;
 pub mod lease;
+pub mod membership;
 pub mod rendezvous;
+pub mod runtime;
+pub mod tail;

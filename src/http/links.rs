@@ -16,6 +16,7 @@ use super::{
     error::{ApiError, ApiResult},
 };
 use crate::{
+    cluster::feed::ChangeKind,
     domain::{
         AccountId, Click, Link, REDIRECT_STATUSES, generate_code, validate_code,
         validate_destination, validate_tags,
@@ -178,6 +179,11 @@ pub async fn create(
         let deliveries = state.fanout.prepare(&event);
         if state.store.insert_link(&link, &deliveries).await? {
             state.cache.put(&link);
+            // Other nodes may have cached the code as unknown.
+            state
+                .changes
+                .note(ChangeKind::LinkUpserted, &link.code)
+                .await;
             state.fanout.committed(event, deliveries);
             return Ok((StatusCode::CREATED, Json(link_json(&link, base, 0))));
         }
@@ -275,6 +281,10 @@ pub async fn update(
         let deliveries = state.fanout.prepare(&event);
         state.store.update_link(&link, &deliveries).await?;
         state.cache.put(&link);
+        state
+            .changes
+            .note(ChangeKind::LinkUpserted, &link.code)
+            .await;
         if let Some(fraud) = state
             .fraud
             .as_ref()
@@ -304,6 +314,7 @@ pub async fn delete(
     let link = owned_link(&state, account, &code).await?;
     state.store.delete_link(&link).await?;
     state.cache.remove(&code);
+    state.changes.note(ChangeKind::LinkDeleted, &code).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

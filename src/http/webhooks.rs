@@ -18,6 +18,7 @@ use super::{
     links::PageParams,
 };
 use crate::{
+    cluster::feed::ChangeKind,
     domain::{AccountId, AttemptStatus, Endpoint, Secret},
     events::{Event, EventType},
     webhooks::{
@@ -137,10 +138,15 @@ async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<E
     }
 }
 
-fn upsert(state: &SharedState, endpoint: &Endpoint) {
+/// The endpoint was written: this node follows at once, the others through the feed.
+async fn upsert(state: &SharedState, endpoint: &Endpoint) {
     let _ = state
         .webhooks
         .cast(SupervisorMsg::Upsert(Box::new(endpoint.clone())));
+    state
+        .changes
+        .note(ChangeKind::EndpointUpserted, endpoint.id)
+        .await;
 }
 
 pub async fn create(
@@ -184,7 +190,7 @@ pub async fn create(
         failed_streak: 0,
     };
     state.store.insert_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint);
+    upsert(&state, &endpoint).await;
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }
 
@@ -248,7 +254,7 @@ pub async fn update(
     }
     endpoint.updated_at = Utc::now();
     state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint);
+    upsert(&state, &endpoint).await;
     Ok(Json(endpoint_json(&endpoint)))
 }
 
@@ -263,6 +269,10 @@ pub async fn delete(
         .map_err(|e| ApiError::internal(format!("stopping the endpoint actor: {e}")))?;
     state.directory.remove(endpoint.account_id, endpoint.id);
     state.store.delete_endpoint(&endpoint).await?;
+    state
+        .changes
+        .note(ChangeKind::EndpointDeleted, endpoint.id)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -292,7 +302,7 @@ pub async fn rotate_secret(
     endpoint.secrets = secrets;
     endpoint.updated_at = now;
     state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint);
+    upsert(&state, &endpoint).await;
     let mut body = with_secret(&endpoint, &secret);
     body["previous_secret_expires_at"] = json!(stamp(overlap_end));
     Ok(Json(body))
