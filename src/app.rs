@@ -18,7 +18,10 @@ use crate::{
         enrich::GeoIp,
         shard::{self, ClickSupervisor, SupervisorArgs, SupervisorMsg},
     },
-    cluster::runtime::{Cluster, ClusterParts},
+    cluster::{
+        fraud_sync::SharedCounts,
+        runtime::{Cluster, ClusterParts},
+    },
     config::{Config, StoreBackend},
     domain::random_token,
     events::EventBus,
@@ -182,6 +185,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 cache: cache.clone(),
                 fanout: fanout.clone(),
                 public_base_url: config.server.public_base_url.clone(),
+                cluster: cluster.as_ref().map(|cluster| {
+                    SharedCounts::new(
+                        cluster.cql.clone(),
+                        config.fraud.window.as_secs(),
+                        config.fraud.threshold,
+                        config.fraud.max_tracked_keys,
+                        config.cluster.heartbeat.min(Duration::from_secs(1)),
+                    )
+                }),
+                changes: changes.clone(),
             })
             .await
             .context("starting the fraud detector")?,

@@ -20,6 +20,7 @@ pub mod config;
 pub mod cql;
 pub mod feed;
 pub mod fraud;
+pub mod fraud_sync;
 pub mod lease;
 pub mod membership;
 pub mod rendezvous;
