@@ -208,7 +208,9 @@ async fn three_nodes_share_one_keyspace() {
     rx.wait_until(LONG, |got| distinct(&event_ids(got, "/s1")) >= 50)
         .await;
     // A sentinel through A: once it is in, any duplicate of the 50 would be too.
-    a.api.visit("/one", &[("x-forwarded-for", "192.0.2.200")]).await;
+    a.api
+        .visit("/one", &[("x-forwarded-for", "192.0.2.200")])
+        .await;
     let got = rx
         .wait_until(LONG, |got| distinct(&event_ids(got, "/s1")) >= 51)
         .await;
@@ -358,7 +360,10 @@ async fn three_nodes_share_one_keyspace() {
         .filter(|r| r.path == "/expired" && code_of(r).as_deref() == Some("exp"))
         .map(Received::event_id)
         .collect();
-    eprintln!("scenario 5: link.expired deliveries for one link: {}", expired.len());
+    eprintln!(
+        "scenario 5: link.expired deliveries for one link: {}",
+        expired.len()
+    );
     assert_eq!(expired.len(), 1, "{expired:?}");
 
     // 3. A SIGKILLed with deliveries pending to a receiver that is down.

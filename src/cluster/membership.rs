@@ -19,7 +19,7 @@ use super::{
 use crate::{
     metrics::{
         ClusterMetrics,
-        events::{ClusterCallFailed, ClusterOp, LeaseTakenOver},
+        events::{ClusterCallFailed, ClusterOp, LeaseTaken},
     },
     webhooks::{WebhookDirectory, supervisor::SupervisorMsg},
 };
@@ -147,13 +147,11 @@ impl LeaseLoop {
     }
 
     fn start(&self, lease: LeaseName, epoch: i64) {
-        if epoch > 1 {
-            LeaseTakenOver {
-                lease: &lease.key(),
-                epoch,
-            }
-            .emit();
+        LeaseTaken {
+            lease: &lease.key(),
+            epoch,
         }
+        .emit();
         match lease {
             LeaseName::Endpoint(id) => {
                 let _ = self.webhooks.cast(SupervisorMsg::Own(id));

@@ -396,15 +396,17 @@ impl ClusterCallFailed<'_> {
     }
 }
 
-/// This node took over a lease another node held before (a handover).
-pub struct LeaseTakenOver<'a> {
+/// This node took a lease: at its start, or from a node that left, came back
+/// or was too slow. (A lease row that expired takes its epoch with it, so the
+/// epoch cannot tell a first owner from a successor.)
+pub struct LeaseTaken<'a> {
     pub lease: &'a str,
     pub epoch: i64,
 }
 
-impl LeaseTakenOver<'_> {
+impl LeaseTaken<'_> {
     pub fn emit(self) {
         counter!(CLUSTER_HANDOVERS).increment(1);
-        tracing::info!(lease = self.lease, epoch = self.epoch, "lease taken over");
+        tracing::info!(lease = self.lease, epoch = self.epoch, "lease taken");
     }
 }

@@ -83,7 +83,7 @@ declare! {
     CLUSTER_LIVE_NODES: Gauge = "relurl_cluster_live_nodes", "nodes whose heartbeat row is present (this one included)";
     CLUSTER_LEASES_HELD: Gauge = "relurl_cluster_leases_held", "leases this node holds (endpoint actors, the expiry singleton)";
     CLUSTER_HANDOVERS: Counter = "relurl_cluster_handovers_total",
-        "leases this node took over after another holder (epoch above 1)";
+        "leases this node took (at its start, and from nodes that left, returned or fell behind)";
     CLUSTER_FEED_LAG: Gauge = "relurl_cluster_change_feed_lag_seconds",
         "how long since this node last read the change feed completely";
     CLUSTER_ERRORS: Counter = "relurl_cluster_errors_total", "cluster table calls that failed, by operation";
