@@ -4,6 +4,7 @@
 //! of its own and two `ClusterCql` "nodes" on it.
 
 #[path = "common/cql.rs"]
+#[allow(dead_code)] // backend_config is for the server tests
 mod cql;
 
 use std::{sync::Arc, time::Duration};
