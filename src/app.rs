@@ -150,6 +150,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config: config.webhooks.clone(),
         directory: directory.clone(),
         metrics: WebhookMetrics::new(),
+        changes: changes.clone(),
     });
     let restart = supervision::restart_policy(supervisor::RESTART_POLICY);
     let (webhooks, _) = Actor::spawn(

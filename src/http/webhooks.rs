@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     cluster::feed::ChangeKind,
-    domain::{AccountId, AttemptStatus, Endpoint, Secret},
+    domain::{AccountId, AttemptStatus, DeliveryStatus, Endpoint, Secret},
     events::{Event, EventType},
     webhooks::{
         delivery,
@@ -388,16 +388,19 @@ pub async fn retry(
     let event_id: Uuid = event_id
         .parse()
         .map_err(|_| ApiError::not_found("delivery"))?;
-    let handle = state
+    let actor = state
         .directory
         .handle(account, endpoint.id)
-        .and_then(|h| h.actor.get())
-        .ok_or_else(|| {
-            ApiError::conflict(
-                None,
-                "the endpoint is disabled; enable it to retry deliveries",
-            )
-        })?;
+        .and_then(|h| h.actor.get());
+    if actor.is_none() && endpoint.enabled && state.directory.is_cluster() {
+        return retry_in_store(&state, endpoint.id, event_id).await;
+    }
+    let handle = actor.ok_or_else(|| {
+        ApiError::conflict(
+            None,
+            "the endpoint is disabled; enable it to retry deliveries",
+        )
+    })?;
     let result = ractor::call!(handle, EndpointMsg::Retry, event_id)
         .map_err(|e| ApiError::internal(format!("endpoint actor unavailable: {e}")))?;
     match result {
@@ -409,4 +412,29 @@ pub async fn retry(
         Err(e @ RetryError::NotFailed) => Err(ApiError::conflict(None, e.to_string())),
         Err(RetryError::Store(e)) => Err(ApiError::unavailable(e)),
     }
+}
+
+/// Cluster mode, the endpoint's actor runs on another node: the delivery is
+/// made due again in the outbox, where its owner's scan finds it.
+async fn retry_in_store(
+    state: &SharedState,
+    endpoint: Uuid,
+    event_id: Uuid,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Some(mut delivery) = state.store.get_delivery(endpoint, event_id).await? else {
+        return Err(ApiError::not_found("delivery"));
+    };
+    if delivery.status != DeliveryStatus::Failed {
+        return Err(ApiError::conflict(None, RetryError::NotFailed.to_string()));
+    }
+    delivery.status = DeliveryStatus::Pending;
+    delivery.next_attempt_at = Utc::now();
+    state
+        .store
+        .upsert_deliveries(std::slice::from_ref(&delivery))
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "event_id": event_id, "status": "pending" })),
+    ))
 }

@@ -158,6 +158,10 @@ impl WebhookDirectory {
         self.cluster.store(true, Ordering::Release);
     }
 
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.load(Ordering::Acquire)
+    }
+
     /// Every endpoint known here (enabled or not).
     pub fn ids(&self) -> Vec<Uuid> {
         self.by_id.pin().keys().copied().collect()
