@@ -10,7 +10,7 @@ mod common;
 use std::{
     collections::{BTreeSet, HashMap},
     path::{Path, PathBuf},
-    process::Child,
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -428,6 +428,25 @@ async fn three_nodes_share_one_keyspace() {
          {back:?} after its restart began",
         a.leases().await
     );
+
+    // A graceful stop (SIGTERM) hands B's leases over at once, not after the TTL.
+    let mut b = b;
+    let stopping = Instant::now();
+    let pid = b.child.id().to_string();
+    let term = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term.expect("kill -TERM").success());
+    let mut child = std::mem::replace(&mut b.child, Command::new("true").spawn().expect("true"));
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("wait task")
+        .expect("wait");
+    assert!(status.success(), "B exited with {status}");
+    let remaining = [&a, &c];
+    let moved = wait_until(LONG, "A and C holding every lease", || async {
+        (total_leases(&remaining).await == expected).then(|| stopping.elapsed())
+    })
+    .await;
+    eprintln!("graceful stop of B: its leases held by A and C {moved:?} after SIGTERM");
 
     drop((a, b, c));
     drop_keyspace(&cql_node, &keyspace).await;

@@ -19,13 +19,14 @@ pub fn serve(config: &Path) -> (Child, SocketAddr) {
         .spawn()
         .expect("start relurl");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
+    let (mut line, mut log) = (String::new(), String::new());
     let addr = loop {
         line.clear();
         assert!(
             stderr.read_line(&mut line).expect("read log") > 0,
-            "relurl exited before listening"
+            "relurl exited before listening:\n{log}"
         );
+        log.push_str(&line);
         if line.contains("listening") {
             let at = line.find("addr=").expect("addr field") + 5;
             break line[at..].trim().parse().expect("listen address");
