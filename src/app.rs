@@ -18,6 +18,10 @@ use crate::{
         enrich::GeoIp,
         shard::{self, ClickSupervisor, SupervisorArgs, SupervisorMsg},
     },
+    cluster::{
+        fraud_sync::SharedCounts,
+        runtime::{Cluster, ClusterParts},
+    },
     config::{Config, StoreBackend},
     domain::random_token,
     events::EventBus,
@@ -79,11 +83,16 @@ pub async fn run(
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    Ok(open_backend(config).await?.0)
+}
+
+/// The store, and on the scylla backend cluster mode opened on its keyspace.
+async fn open_backend(config: &Config) -> anyhow::Result<(SharedStore, Option<Cluster>)> {
     match config.store.backend {
         StoreBackend::Embedded => {
             let store = EmbeddedStore::open(&config.store.path)
                 .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
         StoreBackend::Scylla => {
             let options = ScyllaOptions::from_config(&config.store);
@@ -95,7 +104,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
                     options.keyspace
                 )
             })?;
-            Ok(Arc::new(store))
+            let cluster = Cluster::open(
+                store.cluster_handle(),
+                &options.keyspace,
+                &config.cluster,
+                config.fraud.window,
+            )
+            .await
+            .context("opening the cluster tables")?;
+            Ok((Arc::new(store), Some(cluster)))
         }
     }
 }
@@ -104,7 +121,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let prometheus = crate::metrics::install();
     let local_addr = listener.local_addr()?;
-    let store = open_store(&config).await?;
+    let (store, cluster) = open_backend(&config).await?;
+    let changes = cluster.as_ref().map(Cluster::changes).unwrap_or_default();
 
     let (admin_token_hash, generated_admin_token) = admin_token(&config, &store).await?;
     let events = EventBus::new(65536);
@@ -132,20 +150,31 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config: config.webhooks.clone(),
         directory: directory.clone(),
         metrics: WebhookMetrics::new(),
+        changes: changes.clone(),
     });
     let restart = supervision::restart_policy(supervisor::RESTART_POLICY);
     let (webhooks, _) = Actor::spawn(
         None,
         WebhookSupervisor::default(),
-        supervisor::SupervisorArgs { ctx, restart },
+        supervisor::SupervisorArgs {
+            ctx,
+            restart,
+            cluster: cluster.is_some(),
+        },
     )
     .await
     .context("starting the webhook endpoints")?;
     let (stop_expiry, expiry_stopped) = watch::channel(false);
+    // One node: always the expiry node. A cluster: the expiry lease's holder.
+    let expiry_active = match &cluster {
+        Some(cluster) => cluster.expiry.clone(),
+        None => watch::channel(true).1,
+    };
     let expiry = tokio::spawn(crate::expiry::run(
         store.clone(),
         fanout.clone(),
         config.server.public_base_url.clone(),
+        expiry_active,
         expiry_stopped,
     ));
 
@@ -157,6 +186,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
                 cache: cache.clone(),
                 fanout: fanout.clone(),
                 public_base_url: config.server.public_base_url.clone(),
+                cluster: cluster.as_ref().map(|cluster| {
+                    SharedCounts::new(
+                        cluster.cql.clone(),
+                        config.fraud.window.as_secs(),
+                        config.fraud.threshold,
+                        config.fraud.max_tracked_keys,
+                        config.cluster.heartbeat.min(Duration::from_secs(1)),
+                    )
+                }),
+                changes: changes.clone(),
             })
             .await
             .context("starting the fraud detector")?,
@@ -193,6 +232,16 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     .context("starting the click shards")?;
 
     let shards = clicks.slots().to_vec();
+    let cluster = cluster.map(|cluster| {
+        cluster.run(ClusterParts {
+            config: config.cluster.clone(),
+            addr: local_addr,
+            store: store.clone(),
+            cache: cache.clone(),
+            directory: directory.clone(),
+            webhooks: webhooks.clone(),
+        })
+    });
     let state = Arc::new(AppState {
         config,
         store: store.clone(),
@@ -202,6 +251,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         directory: directory.clone(),
         webhooks: webhooks.clone(),
         endpoint_creation: tokio::sync::Mutex::new(()),
+        changes,
         fraud: fraud.clone(),
         prometheus: prometheus.clone(),
         admin_token_hash,
@@ -231,6 +281,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         let result = stop_pipeline(click_supervisor, fraud).await;
         let _ = stop_expiry.send(true);
         let _ = expiry.await;
+        // Leases go back (their actors stopped first) so other nodes take over now.
+        if let Some(cluster) = cluster {
+            cluster.shutdown().await;
+        }
         // Endpoint actors write their last outcomes; undelivered rows stay in the outbox.
         let _ = ractor::call!(webhooks, WebhookMsg::StopAll);
         webhooks.stop(None);

@@ -1,6 +1,7 @@
 //! The expiry scheduler: fires `link.expired` once for every link whose
 //! `expires_at` has passed, including links that expired while the server was
-//! down. The store's expiry index is cleared in the same batch as the event's
+//! down. In cluster mode it runs on one node at a time (`active`, the expiry
+//! lease). The store's expiry index is cleared in the same batch as the event's
 //! deliveries, so each expiry fires exactly once.
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub async fn run(
     store: SharedStore,
     fanout: Fanout,
     public_base_url: String,
+    active: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(TICK);
@@ -32,7 +34,8 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        loop {
+        // In cluster mode only the holder of the expiry lease fires.
+        while *active.borrow() {
             let due = match store.due_expiries(Utc::now(), BATCH).await {
                 Ok(due) => due,
                 Err(e) => {
@@ -42,6 +45,9 @@ pub async fn run(
             };
             let n = due.len();
             for link in due {
+                if !*active.borrow() {
+                    break;
+                }
                 let event = Event::link_expired(&link, &public_base_url);
                 let deliveries = fanout.prepare(&event);
                 match store.mark_expired(&link, &deliveries).await {

@@ -6,9 +6,8 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -21,29 +20,7 @@ struct Server {
 }
 
 fn start(config: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relurl"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RELURL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start relurl");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "relurl exited before listening"
-        );
-        if line.contains("listening") {
-            let at = line.find("addr=").expect("addr field") + 5;
-            break line[at..].trim().parse().expect("listen address");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let (child, addr) = common::process::serve(config);
     Server { child, addr }
 }
 

@@ -217,6 +217,14 @@ impl ClusterCql {
         self.lwt(&self.st.release, values, "releasing lease").await
     }
 
+    /// Takes the one-off lease `name` (for `lease_ttl`) if no one holds it:
+    /// `true` for the one node that wins.
+    pub async fn claim_once(&self, name: &str) -> Result<bool> {
+        let values = (name, self.node, 1i64, self.lease_ttl);
+        let outcome = self.lwt(&self.st.acquire, values, "claiming").await?;
+        Ok(outcome == LeaseOutcome::Applied)
+    }
+
     /// Carries out a lease table's database action; `None` for actor actions.
     pub async fn lease_call(&self, action: LeaseAction) -> Option<LeaseOutcome> {
         let answer = match action {

@@ -19,5 +19,9 @@
 pub mod cql;
 pub mod feed;
 pub mod fraud;
+pub mod fraud_sync;
 pub mod lease;
+pub mod membership;
 pub mod rendezvous;
+pub mod runtime;
+pub mod tail;

@@ -4,6 +4,7 @@
 //! naming its full key (`webhooks.timeout`).
 
 mod auth;
+mod cluster;
 mod enrich;
 mod fraud;
 mod redirect;
@@ -30,6 +31,7 @@ use figment::{
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use auth::{AuthConfig, RawAuth};
+pub use cluster::{ClusterConfig, RawCluster};
 pub use enrich::{EnrichConfig, RawEnrich};
 pub use fraud::{FraudConfig, RawFraud};
 pub use redirect::{RawRedirect, RedirectConfig};
@@ -68,10 +70,11 @@ pub struct RawConfig {
     pub webhooks: RawWebhooks,
     pub fraud: RawFraud,
     pub enrich: RawEnrich,
+    pub cluster: RawCluster,
 }
 
-const SECTIONS: [&str; 7] = [
-    "server", "auth", "store", "redirect", "webhooks", "fraud", "enrich",
+const SECTIONS: [&str; 8] = [
+    "server", "auth", "store", "redirect", "webhooks", "fraud", "enrich", "cluster",
 ];
 
 /// Validated configuration: every value typed and checked.
@@ -84,6 +87,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub fraud: FraudConfig,
     pub enrich: EnrichConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// Every problem found in a configuration, one line each.
@@ -178,14 +182,19 @@ fn read(figment: &Figment, mut errors: Errors) -> Result<Config, ConfigError> {
         );
     }
     let e = &mut errors;
+    let server = section::<RawServer>(figment, "server", e).validate(e);
+    let auth = section::<RawAuth>(figment, "auth", e).validate();
+    let store = section::<RawStore>(figment, "store", e).validate(e);
+    let scylla = store.backend == StoreBackend::Scylla;
     let config = Config {
-        server: section::<RawServer>(figment, "server", e).validate(e),
-        auth: section::<RawAuth>(figment, "auth", e).validate(),
-        store: section::<RawStore>(figment, "store", e).validate(e),
+        server,
+        auth,
+        store,
         redirect: section::<RawRedirect>(figment, "redirect", e).validate(e),
         webhooks: section::<RawWebhooks>(figment, "webhooks", e).validate(e),
         fraud: section::<RawFraud>(figment, "fraud", e).validate(e),
         enrich: section::<RawEnrich>(figment, "enrich", e).validate(e),
+        cluster: section::<RawCluster>(figment, "cluster", e).validate(scylla, e),
     };
     errors.into_result(config)
 }

@@ -260,3 +260,34 @@ fn wrong_type_names_the_key() {
     let errors = errors_of("[fraud]\nthreshold = \"many\"\n");
     assert!(errors[0].starts_with("fraud.threshold: "), "{errors:?}");
 }
+
+#[test]
+fn cluster_keys_are_checked_on_scylla_only() {
+    let bad = "[cluster]\nheartbeat = \"never\"\nlease_ttl = \"1.5s\"\nnode_id = \"node-1\"\n";
+    Config::from_toml(bad).expect("the embedded backend runs as one node: [cluster] is not read");
+
+    let errors = errors_of(&format!("[store]\nbackend = \"scylla\"\n{bad}"));
+    for key in ["cluster.heartbeat", "cluster.lease_ttl", "cluster.node_id"] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(key)),
+            "{key}: {errors:?}"
+        );
+    }
+
+    let errors = errors_of(
+        "[store]\nbackend = \"scylla\"\n[cluster]\nheartbeat = \"1s\"\nlease_ttl = \"2s\"\n",
+    );
+    assert!(
+        errors[0].starts_with("cluster.lease_ttl") && errors[0].contains("four heartbeats"),
+        "{errors:?}"
+    );
+
+    let id = uuid::Uuid::now_v7();
+    let config = Config::from_toml(&format!(
+        "[store]\nbackend = \"scylla\"\n[cluster]\nheartbeat = \"200ms\"\nlease_ttl = \"2s\"\nnode_id = \"{id}\"\n"
+    ))
+    .expect("valid cluster section");
+    assert_eq!(config.cluster.heartbeat, Duration::from_millis(200));
+    assert_eq!(config.cluster.lease_ttl, Duration::from_secs(2));
+    assert_eq!(config.cluster.node_id, Some(id));
+}

@@ -5,6 +5,9 @@
 //!
 //! - [`window`]: the counting rules, pure.
 //!
+//! In cluster mode the counts are shared through the database instead
+//! ([`crate::cluster::fraud_sync`]), so the threshold holds over every node.
+//!
 //! Bounds, said out loud: observations wait in a preallocated queue of
 //! [`OBSERVATION_QUEUE_LIMIT`]; the detector is woken once per burst. Past the
 //! limit an observation is dropped and counted in
@@ -33,6 +36,7 @@ use crate::metrics::{
     events::{LinkDisabledForFraud, StoreFailed, StoreOp},
 };
 use crate::{
+    cluster::{feed::ChangeKind, fraud_sync::SharedCounts, runtime::ChangeLog},
     config::FraudConfig,
     domain::{Click, Incident},
     events::{Change, Event},
@@ -51,6 +55,8 @@ pub enum FraudMsg {
     Drain,
     /// The link was re-enabled: forget its windows.
     Forget(String),
+    /// Cluster mode: write this node's counts and decide on the sums.
+    Flush,
 }
 
 /// One persisted click as the detector sees it: code, address, unix seconds.
@@ -125,6 +131,9 @@ pub struct FraudArgs {
     pub cache: Arc<LinkCache>,
     pub fanout: Fanout,
     pub public_base_url: String,
+    /// Cluster mode: counts shared through the database instead of local windows.
+    pub cluster: Option<SharedCounts>,
+    pub changes: ChangeLog,
 }
 
 pub struct FraudState {
@@ -152,9 +161,12 @@ impl Actor for FraudDetector {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<FraudMsg>,
+        myself: ActorRef<FraudMsg>,
         (args, inbox): (FraudArgs, Arc<Inbox>),
     ) -> Result<FraudState, ActorProcessingErr> {
+        if let Some(shared) = &args.cluster {
+            myself.send_interval(shared.flush_every, || FraudMsg::Flush);
+        }
         let windows = FraudWindows::new(
             args.config.window.as_secs(),
             args.config.threshold,
@@ -188,6 +200,10 @@ impl Actor for FraudDetector {
                         code: code.clone(),
                         range,
                     };
+                    if let Some(shared) = &mut state.args.cluster {
+                        shared.add(key, at);
+                        continue;
+                    }
                     match state.windows.observe(key, now) {
                         Observation::Tripped { clicks } => tripped.push((code, range, clicks)),
                         Observation::Untracked => state.metrics.untracked.increment(1),
@@ -199,6 +215,18 @@ impl Actor for FraudDetector {
                 state.metrics.tracked.set(state.windows.len() as f64);
                 for (code, range, clicks) in tripped {
                     state.disable(&code, range.to_string(), clicks).await;
+                }
+            }
+            FraudMsg::Flush => {
+                let Some(shared) = &mut state.args.cluster else {
+                    return Ok(());
+                };
+                let over = shared.flush(Utc::now().timestamp()).await;
+                for (key, clicks) in over {
+                    let clicks = u32::try_from(clicks).unwrap_or(u32::MAX);
+                    state
+                        .disable(&key.code, key.range.to_string(), clicks)
+                        .await;
                 }
             }
             FraudMsg::Forget(code) => {
@@ -252,6 +280,7 @@ impl FraudState {
             return;
         }
         self.args.cache.put(&updated);
+        self.args.changes.note(ChangeKind::LinkUpserted, code).await;
         LinkDisabledForFraud {
             code,
             ip_range: &ip_range,

@@ -11,7 +11,10 @@ use super::{
     auth::{Admin, token_hash},
     error::{ApiError, ApiResult},
 };
-use crate::domain::{Account, random_token};
+use crate::{
+    cluster::feed::ChangeKind,
+    domain::{Account, random_token},
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +44,10 @@ pub async fn create(
         .store
         .create_account(&account, token_hash(&api_key))
         .await?;
+    state
+        .changes
+        .note(ChangeKind::AccountUpserted, account.id)
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": account.id, "name": account.name, "api_key": api_key })),

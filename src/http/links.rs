@@ -11,6 +11,7 @@ use super::error::{ApiError, ApiResult};
 use super::json::{PageParams, listing, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
+    cluster::feed::ChangeKind,
     domain::{
         AccountId, Click, Link, REDIRECT_STATUSES, generate_code, validate_code,
         validate_destination, validate_tags,
@@ -142,6 +143,11 @@ pub async fn create(
         let deliveries = state.fanout.prepare(&event);
         if state.store.insert_link(&link, &deliveries).await? {
             state.cache.put(&link);
+            // Other nodes may have cached the code as unknown.
+            state
+                .changes
+                .note(ChangeKind::LinkUpserted, &link.code)
+                .await;
             state.fanout.committed(event, deliveries);
             return Ok((StatusCode::CREATED, Json(link_json(&link, base, 0))));
         }
@@ -229,6 +235,10 @@ pub async fn update(
         let deliveries = state.fanout.prepare(&event);
         state.store.update_link(&link, &deliveries).await?;
         state.cache.put(&link);
+        state
+            .changes
+            .note(ChangeKind::LinkUpserted, &link.code)
+            .await;
         if let Some(fraud) = state
             .fraud
             .as_ref()
@@ -257,6 +267,7 @@ pub async fn delete(
     let link = owned_link(&state, account, &code).await?;
     state.store.delete_link(&link).await?;
     state.cache.remove(&code);
+    state.changes.note(ChangeKind::LinkDeleted, &code).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

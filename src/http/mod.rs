@@ -60,6 +60,8 @@ pub struct AppState {
     pub webhooks: ActorRef<SupervisorMsg>,
     /// Endpoint creation takes turns (the per-account limit is counted).
     pub endpoint_creation: tokio::sync::Mutex<()>,
+    /// Every API write is noted here, so other cluster nodes follow.
+    pub changes: crate::cluster::runtime::ChangeLog,
     pub fraud: Option<FraudHandle>,
     pub prometheus: PrometheusHandle,
     pub admin_token_hash: [u8; 32],

@@ -12,7 +12,8 @@ use super::error::{ApiError, ApiResult};
 use super::json::{PageParams, listing, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
-    domain::{AccountId, Attempt, AttemptStatus, Endpoint, Secret},
+    cluster::feed::ChangeKind,
+    domain::{AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret},
     events::{Event, EventType},
     store::AttemptsOf,
     webhooks::{
@@ -128,10 +129,15 @@ async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<E
     }
 }
 
-fn upsert(state: &SharedState, endpoint: &Endpoint) {
+/// The endpoint was written: this node follows at once, the others through the feed.
+async fn upsert(state: &SharedState, endpoint: &Endpoint) {
     let _ = state
         .webhooks
         .cast(SupervisorMsg::Upsert(Box::new(endpoint.clone())));
+    state
+        .changes
+        .note(ChangeKind::EndpointUpserted, endpoint.id)
+        .await;
 }
 
 pub async fn create(
@@ -172,7 +178,7 @@ pub async fn create(
         failed_streak: 0,
     };
     state.store.insert_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint);
+    upsert(&state, &endpoint).await;
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }
 
@@ -228,7 +234,7 @@ pub async fn update(
     }
     endpoint.updated_at = Utc::now();
     state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint);
+    upsert(&state, &endpoint).await;
     Ok(Json(endpoint_json(&endpoint)))
 }
 
@@ -242,6 +248,10 @@ pub async fn delete(
         .map_err(|e| ApiError::internal(format!("stopping the endpoint actor: {e}")))?;
     state.directory.remove(endpoint.account_id, endpoint.id);
     state.store.delete_endpoint(&endpoint).await?;
+    state
+        .changes
+        .note(ChangeKind::EndpointDeleted, endpoint.id)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,7 +280,7 @@ pub async fn rotate_secret(
     endpoint.secrets = secrets;
     endpoint.updated_at = now;
     state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint);
+    upsert(&state, &endpoint).await;
     let mut body = with_secret(&endpoint, &secret);
     body["previous_secret_expires_at"] = json!(timestamp(overlap_end));
     Ok(Json(body))
@@ -344,16 +354,19 @@ pub async fn retry(
     let event_id: Uuid = event_id
         .parse()
         .map_err(|_| ApiError::not_found("delivery"))?;
-    let handle = state
+    let actor = state
         .directory
         .handle(account, endpoint.id)
-        .and_then(|h| h.actor.get())
-        .ok_or_else(|| {
-            ApiError::conflict(
-                None,
-                "the endpoint is disabled; enable it to retry deliveries",
-            )
-        })?;
+        .and_then(|h| h.actor.get());
+    if actor.is_none() && endpoint.enabled && state.directory.is_cluster() {
+        return retry_in_store(&state, endpoint.id, event_id).await;
+    }
+    let handle = actor.ok_or_else(|| {
+        ApiError::conflict(
+            None,
+            "the endpoint is disabled; enable it to retry deliveries",
+        )
+    })?;
     let result = ractor::call!(handle, EndpointMsg::Retry, event_id)
         .map_err(|e| ApiError::internal(format!("endpoint actor unavailable: {e}")))?;
     match result {
@@ -365,4 +378,29 @@ pub async fn retry(
         Err(e @ RetryError::NotFailed) => Err(ApiError::conflict(None, e.to_string())),
         Err(RetryError::Store(e)) => Err(ApiError::unavailable(e)),
     }
+}
+
+/// Cluster mode, the endpoint's actor runs on another node: the delivery is
+/// made due again in the outbox, where its owner's scan finds it.
+async fn retry_in_store(
+    state: &SharedState,
+    endpoint: Uuid,
+    event_id: Uuid,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Some(mut delivery) = state.store.get_delivery(endpoint, event_id).await? else {
+        return Err(ApiError::not_found("delivery"));
+    };
+    if delivery.status != DeliveryStatus::Failed {
+        return Err(ApiError::conflict(None, RetryError::NotFailed.to_string()));
+    }
+    delivery.status = DeliveryStatus::Pending;
+    delivery.next_attempt_at = Utc::now();
+    state
+        .store
+        .upsert_deliveries(std::slice::from_ref(&delivery))
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "event_id": event_id, "status": "pending" })),
+    ))
 }

@@ -76,8 +76,12 @@ pub(super) fn register() {
         WEBHOOK_SPILLED,
         WEBHOOK_SAVE_ERRORS,
         EXPIRIES_FIRED,
+        CLUSTER_HANDOVERS,
     ] {
         counter!(name).increment(0);
+    }
+    for operation in ClusterOp::ALL {
+        counter!(CLUSTER_ERRORS, "operation" => operation.as_str()).increment(0);
     }
     gauge!(WEBHOOK_FAILING).increment(0.0);
     gauge!(SHARDS_FAILING).increment(0.0);
@@ -341,5 +345,67 @@ impl LinkExpired<'_> {
     pub fn emit(self) {
         counter!(EXPIRIES_FIRED).increment(1);
         tracing::debug!(code = self.code, "link expired");
+    }
+}
+
+/// Cluster table calls whose failures are counted: the `operation` label's set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterOp {
+    Heartbeat,
+    LiveNodes,
+    Lease,
+    AppendChange,
+    ReadChanges,
+    FraudCounts,
+}
+
+impl ClusterOp {
+    pub const ALL: [ClusterOp; 6] = [
+        ClusterOp::Heartbeat,
+        ClusterOp::LiveNodes,
+        ClusterOp::Lease,
+        ClusterOp::AppendChange,
+        ClusterOp::ReadChanges,
+        ClusterOp::FraudCounts,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterOp::Heartbeat => "heartbeat",
+            ClusterOp::LiveNodes => "live_nodes",
+            ClusterOp::Lease => "lease",
+            ClusterOp::AppendChange => "append_change",
+            ClusterOp::ReadChanges => "read_changes",
+            ClusterOp::FraudCounts => "fraud_counts",
+        }
+    }
+}
+
+/// A cluster table call failed (or got no answer in time); the caller goes on
+/// and tries again at its next tick.
+pub struct ClusterCallFailed<'a> {
+    pub operation: ClusterOp,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl ClusterCallFailed<'_> {
+    pub fn emit(self) {
+        counter!(CLUSTER_ERRORS, "operation" => self.operation.as_str()).increment(1);
+        tracing::warn!(operation = self.operation.as_str(), error = %self.error, "cluster call failed");
+    }
+}
+
+/// This node took a lease: at its start, or from a node that left, came back
+/// or was too slow. (A lease row that expired takes its epoch with it, so the
+/// epoch cannot tell a first owner from a successor.)
+pub struct LeaseTaken<'a> {
+    pub lease: &'a str,
+    pub epoch: i64,
+}
+
+impl LeaseTaken<'_> {
+    pub fn emit(self) {
+        counter!(CLUSTER_HANDOVERS).increment(1);
+        tracing::info!(lease = self.lease, epoch = self.epoch, "lease taken");
     }
 }

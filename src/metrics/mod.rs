@@ -108,6 +108,13 @@ declare! {
         "batches of delivery outcomes not written";
     EXPIRIES_FIRED: Counter = "relurl_links_expired_total",
         "link.expired events fired";
+    CLUSTER_LIVE_NODES: Gauge = "relurl_cluster_live_nodes", "nodes whose heartbeat row is present (this one included)";
+    CLUSTER_LEASES_HELD: Gauge = "relurl_cluster_leases_held", "leases this node holds (endpoint actors, the expiry singleton)";
+    CLUSTER_HANDOVERS: Counter = "relurl_cluster_handovers_total",
+        "leases this node took (at its start, and from nodes that left, returned or fell behind)";
+    CLUSTER_FEED_LAG: Gauge = "relurl_cluster_change_feed_lag_seconds",
+        "how long since this node last read the change feed completely";
+    CLUSTER_ERRORS: Counter = "relurl_cluster_errors_total", "cluster table calls that failed, by operation";
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -322,3 +329,21 @@ handles! {
 
 #[cfg(test)]
 mod tests;
+
+/// Cluster mode (scylla backend): membership, leases, the change feed.
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    pub live_nodes: Gauge,
+    pub leases_held: Gauge,
+    pub feed_lag: Gauge,
+}
+
+impl ClusterMetrics {
+    pub fn new() -> Self {
+        Self {
+            live_nodes: gauge!(CLUSTER_LIVE_NODES),
+            leases_held: gauge!(CLUSTER_LEASES_HELD),
+            feed_lag: gauge!(CLUSTER_FEED_LAG),
+        }
+    }
+}

@@ -46,6 +46,8 @@ fn every_declared_metric_is_exported_with_its_description() {
         FraudMetrics::new(),
         EventBusMetrics::new(),
         WebhookMetrics::new(),
+        // Cluster mode only (scylla backend).
+        ClusterMetrics::new(),
     );
     http_request("/healthz", 200);
     handle.run_upkeep();

@@ -22,6 +22,7 @@ use super::{
     signer,
 };
 use crate::{
+    cluster::{feed::ChangeKind, runtime::ChangeLog},
     config::WebhooksConfig,
     domain::{Attempt, AttemptStatus, Delivery, DeliveryUpdate, Endpoint},
     metrics::{
@@ -56,6 +57,8 @@ pub struct EndpointContext {
     pub config: WebhooksConfig,
     pub directory: Arc<WebhookDirectory>,
     pub metrics: WebhookMetrics,
+    /// Cluster mode: endpoint writes (auto-disable, failure streaks) reach the other nodes.
+    pub changes: ChangeLog,
 }
 
 pub struct EndpointArgs {
@@ -326,9 +329,16 @@ async fn save_outcomes(ctx: &EndpointContext, endpoint: Uuid, batch: &[(Attempt,
 }
 
 async fn save_endpoint(ctx: &EndpointContext, endpoint: &Endpoint) {
-    if let Err(e) = ctx.store.update_endpoint(endpoint).await {
-        StoreFailed::new(StoreOp::UpdateEndpoint, &e)
+    match ctx.store.update_endpoint(endpoint).await {
+        // Only a disable changes what other nodes route; streak counts do not.
+        Ok(()) if !endpoint.enabled => {
+            ctx.changes
+                .note(ChangeKind::EndpointUpserted, endpoint.id)
+                .await;
+        }
+        Ok(()) => {}
+        Err(e) => StoreFailed::new(StoreOp::UpdateEndpoint, &e)
             .endpoint(endpoint.id)
-            .emit();
+            .emit(),
     }
 }

@@ -69,11 +69,13 @@ impl EndpointHandle {
     }
 
     /// Hands durable deliveries to the actor, or leaves them in the outbox when
-    /// its mailbox is full or it is not running.
-    fn hand_over(&self, deliveries: Vec<Delivery>) {
+    /// its mailbox is full or it is not running. In cluster mode an endpoint
+    /// without an actor here belongs to another node, whose outbox scan finds them.
+    fn hand_over(&self, deliveries: Vec<Delivery>, cluster: bool) {
         let n = deliveries.len();
         let actor = self.actor.get();
         match actor {
+            None if cluster => {}
             Some(actor) if self.queued.load(Ordering::Acquire) + n <= MAILBOX_CAP => {
                 self.queued.fetch_add(n, Ordering::AcqRel);
                 if actor.cast(EndpointMsg::Deliver(deliveries)).is_err() {
@@ -103,6 +105,8 @@ pub struct WebhookDirectory {
     pub(crate) by_id: papaya::HashMap<Uuid, Arc<EndpointHandle>>,
     /// Writers (API changes) take turns; readers never wait.
     writer: Mutex<()>,
+    /// Cluster mode: actors run only on each endpoint's lease owner.
+    cluster: AtomicBool,
 }
 
 impl WebhookDirectory {
@@ -148,6 +152,31 @@ impl WebhookDirectory {
         handle
     }
 
+    /// Cluster mode: only lease owners run actors; deliveries for the others
+    /// stay in the outbox for their owner.
+    pub fn set_cluster(&self) {
+        self.cluster.store(true, Ordering::Release);
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.load(Ordering::Acquire)
+    }
+
+    /// Every endpoint known here (enabled or not).
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.by_id.pin().keys().copied().collect()
+    }
+
+    /// Asks every local actor to read its outbox (rows other nodes wrote).
+    pub fn rescan_outboxes(&self) {
+        for handle in self.by_id.pin().values() {
+            if let Some(actor) = handle.actor.get() {
+                handle.spilled.store(true, Ordering::Release);
+                let _ = actor.cast(EndpointMsg::Pump);
+            }
+        }
+    }
+
     pub fn remove(&self, account: AccountId, id: Uuid) -> Option<Arc<EndpointHandle>> {
         let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let map = self.by_account.pin();
@@ -182,10 +211,11 @@ impl WebhookDirectory {
             by_endpoint.entry(d.endpoint_id).or_default().push(d);
         }
         let by_id = self.by_id.pin();
+        let cluster = self.cluster.load(Ordering::Acquire);
         for (endpoint, batch) in by_endpoint {
             // A deleted endpoint: its outbox went with it.
             if let Some(handle) = by_id.get(&endpoint) {
-                handle.hand_over(batch);
+                handle.hand_over(batch, cluster);
             }
         }
     }

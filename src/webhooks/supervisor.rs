@@ -4,7 +4,7 @@
 //! [`crate::supervision`] rules; while one is down its deliveries wait in the
 //! outbox and `relurl_webhook_endpoints_failing` counts it.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use uuid::Uuid;
@@ -28,16 +28,28 @@ pub enum SupervisorMsg {
     StopAll(RpcReplyPort<()>),
     /// A down endpoint actor's restart window has freed (sent by the supervisor).
     Retry(Uuid),
+    /// Cluster mode: this node took the endpoint's lease; run its actor.
+    Own(Uuid),
+    /// A failed `Own` reload, tried again while the lease is still held.
+    OwnAgain(Uuid),
+    /// Cluster mode: this node is giving up the endpoint's lease: stop its
+    /// actor, then answer (the lease is released only after).
+    Disown(Uuid, RpcReplyPort<()>),
 }
 
 pub struct SupervisorArgs {
     pub ctx: Arc<EndpointContext>,
     pub restart: RestartPolicy,
+    /// Cluster mode: run only the actors whose lease this node holds.
+    pub cluster: bool,
 }
 
 /// Endpoint actors as a child kind.
 pub struct Endpoints {
     ctx: Arc<EndpointContext>,
+    /// Cluster mode: the endpoints whose lease this node holds (bounded by the
+    /// endpoints that exist). `None`: one node, every endpoint runs here.
+    owned: Option<HashSet<Uuid>>,
 }
 
 impl ChildKind for Endpoints {
@@ -49,7 +61,7 @@ impl ChildKind for Endpoints {
     /// State comes back from the store, not from the failed actor.
     async fn reload(&self, id: Uuid) -> Result<Option<Endpoint>, String> {
         match self.ctx.store.get_endpoint(id).await {
-            Ok(endpoint) => Ok(endpoint.filter(|e| e.enabled)),
+            Ok(endpoint) => Ok(endpoint.filter(|e| e.enabled && self.runs(id))),
             Err(e) => {
                 StoreFailed::new(StoreOp::GetEndpoint, &e)
                     .endpoint(id)
@@ -83,6 +95,11 @@ impl ChildKind for Endpoints {
 }
 
 impl Endpoints {
+    /// This node runs the endpoint's actor (always, outside cluster mode).
+    fn runs(&self, id: Uuid) -> bool {
+        self.owned.as_ref().is_none_or(|owned| owned.contains(&id))
+    }
+
     /// Empties the endpoint's slot and waits for its actor to stop.
     async fn stop(&self, id: Uuid) {
         let Some(handle) = self.ctx.directory.by_id.pin().get(&id).cloned() else {
@@ -108,10 +125,13 @@ impl SupervisingActor for Endpoints {
         args: SupervisorArgs,
     ) -> Result<Supervisor<Endpoints>, ActorProcessingErr> {
         let endpoints = args.ctx.store.all_endpoints().await?;
-        let kind = Endpoints { ctx: args.ctx };
+        let kind = Endpoints {
+            ctx: args.ctx,
+            owned: args.cluster.then(HashSet::new),
+        };
         let mut state = Supervisor::new(kind, args.restart, SupervisorMsg::Retry);
         for endpoint in endpoints {
-            if endpoint.enabled {
+            if endpoint.enabled && state.kind.runs(endpoint.id) {
                 state.start(myself, endpoint.id, endpoint).await;
             } else {
                 state.kind.ctx.directory.upsert(&endpoint);
@@ -133,7 +153,7 @@ impl SupervisingActor for Endpoints {
                         let _ = actor.cast(EndpointMsg::Update(endpoint));
                     }
                     // Enabled again, or changed while failing: a fresh start and budget.
-                    None if endpoint.enabled => {
+                    None if endpoint.enabled && state.kind.runs(endpoint.id) => {
                         state.forget(endpoint.id);
                         state.start(myself, endpoint.id, *endpoint).await;
                     }
@@ -152,6 +172,41 @@ impl SupervisingActor for Endpoints {
                 let _ = reply.send(());
             }
             SupervisorMsg::Retry(id) => state.on_retry(myself, id).await,
+            SupervisorMsg::OwnAgain(id) if !state.kind.runs(id) => {}
+            SupervisorMsg::Own(id) | SupervisorMsg::OwnAgain(id) => {
+                if let Some(owned) = &mut state.kind.owned {
+                    owned.insert(id);
+                }
+                let running = state
+                    .kind
+                    .ctx
+                    .directory
+                    .by_id
+                    .pin()
+                    .get(&id)
+                    .is_some_and(|h| h.actor.get().is_some());
+                if !running {
+                    state.forget(id);
+                    match state.kind.reload(id).await {
+                        Ok(Some(endpoint)) => state.start(myself, id, endpoint).await,
+                        // Deleted or disabled: the change feed tells the directory.
+                        Ok(None) => {}
+                        Err(_) => {
+                            myself.send_after(Duration::from_secs(1), move || {
+                                SupervisorMsg::OwnAgain(id)
+                            });
+                        }
+                    };
+                }
+            }
+            SupervisorMsg::Disown(id, reply) => {
+                if let Some(owned) = &mut state.kind.owned {
+                    owned.remove(&id);
+                }
+                state.forget(id);
+                state.kind.stop(id).await;
+                let _ = reply.send(());
+            }
         }
     }
 }

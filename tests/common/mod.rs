@@ -8,6 +8,7 @@
 
 pub mod cql;
 pub mod mmdb;
+pub mod process;
 pub mod receiver;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};

@@ -94,7 +94,8 @@ pub struct ScyllaStore {
 }
 
 struct Inner {
-    session: Session,
+    /// Shared with the cluster tables (same keyspace).
+    session: Arc<Session>,
     st: Statements,
     /// TTLs in seconds, as CQL binds them; the day markers outlive their day's rows.
     click_ttl: i32,
@@ -135,7 +136,7 @@ impl ScyllaStore {
         let day = Duration::from_secs(86_400);
         let store = Self {
             inner: Arc::new(Inner {
-                session,
+                session: Arc::new(session),
                 st,
                 click_ttl: ttl_secs(options.click_ttl, Duration::ZERO),
                 click_day_ttl: ttl_secs(options.click_ttl, day),
@@ -145,6 +146,13 @@ impl ScyllaStore {
         };
         store.inner.init_expiry_mark().await?;
         Ok(store)
+    }
+}
+
+impl ScyllaStore {
+    /// The session, for cluster mode's tables in the same keyspace.
+    pub fn cluster_handle(&self) -> Arc<Session> {
+        self.inner.session.clone()
     }
 }
 

@@ -1,0 +1,38 @@
+//! `relurl serve` as a child process (the built binary), for tests that kill
+//! it or run several.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+/// Starts `relurl serve --config <config>`; returns once it logs its address.
+pub fn serve(config: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relurl"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RELURL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start relurl");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (mut line, mut log) = (String::new(), String::new());
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read log") > 0,
+            "relurl exited before listening:\n{log}"
+        );
+        log.push_str(&line);
+        if line.contains("listening") {
+            let at = line.find("addr=").expect("addr field") + 5;
+            break line[at..].trim().parse().expect("listen address");
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (child, addr)
+}
