@@ -240,6 +240,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             cache: cache.clone(),
             directory: directory.clone(),
             webhooks: webhooks.clone(),
+            fraud: fraud.clone(),
         })
     });
     let state = Arc::new(AppState {

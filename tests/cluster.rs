@@ -302,6 +302,33 @@ async fn three_nodes_share_one_keyspace() {
         .map(|items| items.iter().filter(|i| i["code"] == "hot").count());
     assert_eq!(hot, Some(1), "one incident, one disable");
 
+    // 4b. Re-enabled through A: the range starts a fresh window on every node,
+    // so 60 more clicks (160 in the 60 s window) leave the link enabled.
+    let reply = a
+        .api
+        .patch("/v1/links/hot", Some(&key), json!({"disabled": false}))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    tokio::time::sleep(PROPAGATION).await;
+    for i in 0..60 {
+        pace.tick().await;
+        let ip = format!("203.0.113.{}", i % 250);
+        let reply = nodes[i % 3]
+            .api
+            .visit("/hot", &[("x-forwarded-for", &ip)])
+            .await;
+        assert_eq!(reply.status, StatusCode::FOUND, "click {i} after re-enable");
+    }
+    // Two flush periods (heartbeat 200 ms) and the change feed's second.
+    tokio::time::sleep(PROPAGATION).await;
+    let link = c.api.get("/v1/links/hot", Some(&key)).await;
+    assert_eq!(
+        link.body["disabled"], false,
+        "re-enabled link disabled again: {:?}",
+        link.body
+    );
+    eprintln!("scenario 4b: re-enabled link took 60 more clicks from the range and stayed enabled");
+
     // 5. A link expiring with three nodes up: one link.expired, one event_id.
     endpoints.push(endpoint(&b.api, &key, rx.url("/expired"), json!(["link.expired"])).await);
     let soon = |secs| (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339();

@@ -33,6 +33,9 @@ pub struct SharedCounts {
     /// Keys found over the threshold, by the second it was seen: not claimed
     /// again while that second is in the window (bounded like `local`).
     tripped: HashMap<WindowKey, i64>,
+    /// Links re-enabled (or changed) at a second: the shared rows up to it no
+    /// longer count, as a re-enabled link starts a fresh window on one node.
+    reset: HashMap<Arc<str>, i64>,
 }
 
 impl SharedCounts {
@@ -50,7 +53,14 @@ impl SharedCounts {
             threshold,
             flush_every,
             tripped: HashMap::new(),
+            reset: HashMap::new(),
         }
+    }
+
+    /// `code` was re-enabled at `now_sec`: count its clicks from the next second.
+    pub fn forget(&mut self, code: &str, now_sec: i64) {
+        self.tripped.retain(|key, _| &*key.code != code);
+        self.reset.insert(Arc::from(code), now_sec);
     }
 
     /// Counts one click on `key` at unix second `second`.
@@ -82,17 +92,21 @@ impl SharedCounts {
         }
         let oldest = *window(now_sec, self.window_secs).start();
         self.tripped.retain(|_, at| *at >= oldest);
+        self.reset.retain(|_, at| *at >= oldest);
         let keys: HashSet<WindowKey> = rows
             .into_iter()
             .map(|r| r.key)
             .filter(|k| !self.tripped.contains_key(k))
             .collect();
         let (cql, window_secs, threshold) = (&self.cql, self.window_secs, self.threshold);
+        let reset = &self.reset;
         let over: Vec<(WindowKey, u64)> = futures::stream::iter(keys)
             .map(|key| async move {
                 let span = window(now_sec, window_secs);
                 match cql.window_counts(&key, span).await {
                     Ok(counts) => {
+                        let since = reset.get(&key.code).copied().unwrap_or(i64::MIN);
+                        let counts = counts.into_iter().filter(|(second, _)| *second > since);
                         let (total, over) = decide(counts, now_sec, window_secs, threshold);
                         over.then_some((key, total))
                     }

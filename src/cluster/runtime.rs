@@ -11,7 +11,7 @@ use scylla::client::session::Session;
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
-use crate::config::ClusterConfig;
+use crate::{config::ClusterConfig, fraud::FraudHandle};
 
 use super::{
     cql::{ClusterCql, ClusterOptions},
@@ -66,6 +66,7 @@ pub struct ClusterParts {
     pub cache: Arc<LinkCache>,
     pub directory: Arc<WebhookDirectory>,
     pub webhooks: ActorRef<SupervisorMsg>,
+    pub fraud: Option<FraudHandle>,
 }
 
 /// Cluster mode, opened (tables and statements ready) but not yet running.
@@ -132,6 +133,7 @@ impl Cluster {
             cache: parts.cache,
             directory: parts.directory,
             webhooks: parts.webhooks,
+            fraud: parts.fraud,
             metrics,
         };
         Running {

@@ -16,6 +16,7 @@ use super::{
     feed::{Change, ChangeKind, FeedCursor},
 };
 use crate::{
+    fraud::FraudHandle,
     link_cache::LinkCache,
     metrics::{
         ClusterMetrics,
@@ -39,6 +40,7 @@ pub struct Tail {
     pub cache: Arc<LinkCache>,
     pub directory: Arc<WebhookDirectory>,
     pub webhooks: ActorRef<SupervisorMsg>,
+    pub fraud: Option<FraudHandle>,
     pub metrics: ClusterMetrics,
 }
 
@@ -112,7 +114,15 @@ impl Tail {
 
     async fn apply(&self, change: &Change) {
         match change.kind {
-            ChangeKind::LinkUpserted | ChangeKind::LinkDeleted => self.cache.remove(&change.key),
+            ChangeKind::LinkUpserted | ChangeKind::LinkDeleted => {
+                self.cache.remove(&change.key);
+                // The feed does not say whether the link was re-enabled, so any
+                // change restarts its fraud window here, as a re-enable does on
+                // the node that took it (an owner's edit only helps the owner).
+                if let Some(fraud) = &self.fraud {
+                    fraud.forget(&change.key);
+                }
+            }
             ChangeKind::EndpointUpserted | ChangeKind::EndpointDeleted => {
                 if let Ok(id) = change.key.parse::<Uuid>() {
                     self.reload_endpoint(id).await;

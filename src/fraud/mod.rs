@@ -231,6 +231,9 @@ impl Actor for FraudDetector {
             }
             FraudMsg::Forget(code) => {
                 state.windows.forget_code(&code);
+                if let Some(shared) = &mut state.args.cluster {
+                    shared.forget(&code, Utc::now().timestamp());
+                }
                 state.metrics.tracked.set(state.windows.len() as f64);
             }
         }
