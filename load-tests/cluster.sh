@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Two relurl nodes in cluster mode on one fresh keyspace of the CQL server at
+# 127.0.0.1:9042 (scripts/cql-server.sh start): wrk drives clicks round-robin
+# (one wrk per node, half the connections each), every click becomes a
+# `link.clicked` delivered to a local sink (examples/sink.rs) by whichever node
+# holds that endpoint's lease. Reports clicks persisted/s (both nodes' counters
+# summed), deliveries/s at the sink and duplicates the sink saw.
+#
+#   load-tests/cluster.sh                      # 2 endpoints, 16 connections, 10 s
+#   ENDPOINTS=4 CONNECTIONS=32 DURATION=20s load-tests/cluster.sh
+#
+# Needs wrk (Debian: apt-get install wrk). Builds release binaries first. The
+# keyspace (relurl_cluster_load_<time>) is left behind; it is named at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENDPOINTS=${ENDPOINTS:-2}
+CONNECTIONS=${CONNECTIONS:-16}
+DURATION=${DURATION:-10s}
+CQL=${CQL:-127.0.0.1:9042}
+NODES=(127.0.0.1:18081 127.0.0.1:18082)
+SINK_ADDR=127.0.0.1:18099
+ADMIN=loadtest-admin-token
+KEYSPACE="relurl_cluster_load_$(date +%s)"
+
+command -v wrk >/dev/null || { echo "load-tests: wrk not found (apt-get install wrk)" >&2; exit 1; }
+(echo >"/dev/tcp/${CQL%:*}/${CQL#*:}") 2>/dev/null \
+    || { echo "load-tests: no CQL server on $CQL (scripts/cql-server.sh start)" >&2; exit 1; }
+echo "load-tests: building release binaries" >&2
+cargo build --release --bin relurl --example sink 2>&1 | tail -1 >&2
+
+DATA=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+wait_ready() { # url
+    for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done
+    echo "load-tests: $1 never answered" >&2; exit 1
+}
+# Sum of one metric (every label set) over both nodes.
+metric_sum() {
+    local total=0 value
+    for node in "${NODES[@]}"; do
+        value=$(curl -sf "http://$node/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%d", s}')
+        total=$((total + value))
+    done
+    echo "$total"
+}
+click_count() {
+    curl -sf "http://${NODES[0]}/v1/links/load" -H "Authorization: Bearer $KEY" \
+        | sed -E 's/.*"click_count":([0-9]+).*/\1/'
+}
+
+target/release/examples/sink "$SINK_ADDR" 2>/dev/null &
+PIDS+=($!)
+export RELURL_STORE__BACKEND=scylla RELURL_STORE__SCYLLA_NODES="[\"$CQL\"]" \
+    RELURL_STORE__SCYLLA_KEYSPACE=$KEYSPACE RELURL_AUTH__ADMIN_TOKEN=$ADMIN \
+    RELURL_CLUSTER__HEARTBEAT=1s RELURL_FRAUD__ENABLED=false \
+    RELURL_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true \
+    RELURL_WEBHOOKS__MAX_IN_FLIGHT_PER_ENDPOINT=${IN_FLIGHT:-64} RELURL_LOG=warn
+for i in "${!NODES[@]}"; do
+    # The first node creates the keyspace; the second starts once it exists.
+    RELURL_SERVER__LISTEN=${NODES[$i]} RELURL_SERVER__PUBLIC_BASE_URL="http://${NODES[$i]}" \
+        RELURL_STORE__PATH="$DATA/store$i" \
+        target/release/relurl >/dev/null 2>"$DATA/relurl$i.log" &
+    PIDS+=($!)
+    wait_ready "http://${NODES[$i]}/readyz"
+done
+
+KEY=$(curl -sf -X POST "http://${NODES[0]}/v1/accounts" -H "Authorization: Bearer $ADMIN" \
+    -d '{"name":"load"}' | sed -E 's/.*"api_key":"([^"]+)".*/\1/')
+for i in $(seq 1 "$ENDPOINTS"); do
+    curl -sf -X POST "http://${NODES[0]}/v1/webhooks" -H "Authorization: Bearer $KEY" \
+        -d "{\"url\":\"http://$SINK_ADDR/hook/$i\",\"events\":[\"link.clicked\"],\"rate_limit_per_sec\":100000}" >/dev/null
+done
+curl -sf -X POST "http://${NODES[0]}/v1/links" -H "Authorization: Bearer $KEY" \
+    -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
+
+# Ready when both nodes see each other, every endpoint lease (and the expiry
+# singleton) is held, and the second node answers the link (HEAD: no click).
+ready=
+for _ in $(seq 1 300); do
+    if [[ $(metric_sum relurl_cluster_live_nodes) -eq 4 \
+        && $(metric_sum relurl_cluster_leases_held) -eq $((ENDPOINTS + 1)) \
+        && $(curl -s -o /dev/null -w '%{http_code}' -I "http://${NODES[1]}/load") == 302 ]]; then
+        ready=1
+        break
+    fi
+    sleep 0.2
+done
+if [[ -z "$ready" ]]; then
+    echo "load-tests: the cluster did not settle" >&2
+    tail -n 20 "$DATA"/relurl*.log >&2
+    exit 1
+fi
+curl -sf -X DELETE "http://$SINK_ADDR/stats" >/dev/null
+
+PERSISTED_BEFORE=$(metric_sum relurl_clicks_persisted_total)
+CLICKS_BEFORE=$(click_count)
+echo "2 nodes, keyspace $KEYSPACE, wrk -t1 -c$((CONNECTIONS / 2)) -d$DURATION per node, $ENDPOINTS endpoint(s), $(nproc) cores"
+WRK_PIDS=()
+for node in "${NODES[@]}"; do
+    wrk -t1 -c"$((CONNECTIONS / 2))" -d"$DURATION" "http://$node/load" >"$DATA/wrk-$node.out" &
+    WRK_PIDS+=($!)
+done
+for pid in "${WRK_PIDS[@]}"; do wait "$pid"; done
+for node in "${NODES[@]}"; do
+    echo "  $node: $(awk '/Requests\/sec/ {print $2}' "$DATA/wrk-$node.out") redirects/s"
+done
+# Clicks written during the run (the pipeline drains for a moment after it).
+sleep 2
+SECS=${DURATION%s}
+PERSISTED=$(($(metric_sum relurl_clicks_persisted_total) - PERSISTED_BEFORE))
+echo "clicks persisted per second, both nodes: $((PERSISTED / SECS)) ($PERSISTED in ${SECS}s + 2s drain)"
+
+# Deliveries: wait until the sink has seen every click's event once per endpoint.
+CLICKS=$(($(click_count) - CLICKS_BEFORE))
+WANT=$((CLICKS * ENDPOINTS))
+for _ in $(seq 1 600); do
+    GOT=$(curl -sf "http://$SINK_ADDR/stats" | sed -E 's/.*"distinct_events":([0-9]+).*/\1/')
+    [[ "$GOT" -ge "$WANT" ]] && break
+    sleep 0.5
+done
+STATS=$(curl -sf "http://$SINK_ADDR/stats")
+DELIVERIES=$(sed -E 's/.*"deliveries":([0-9]+).*/\1/' <<<"$STATS")
+DISTINCT=$(sed -E 's/.*"distinct_events":([0-9]+).*/\1/' <<<"$STATS")
+echo "clicks: $CLICKS, events expected: $WANT, distinct events delivered: $DISTINCT"
+echo "deliveries per second at the sink: $(sed -E 's/.*"per_sec":([0-9]+).*/\1/' <<<"$STATS")"
+echo "duplicates at the sink: $((DELIVERIES - DISTINCT))"
+echo "sink: $STATS"
+for node in "${NODES[@]}"; do
+    echo "$node:"
+    curl -sf "http://$node/metrics" \
+        | grep -E '^relurl_(webhook_deliveries_total|cluster_leases_held|cluster_handovers_total|clicks_persisted_total)' \
+        | sed 's/^/  /' || true
+done
+echo "keyspace left behind: $KEYSPACE"
