@@ -2,24 +2,25 @@
 # Two relurl nodes in cluster mode on one fresh keyspace of the CQL server at
 # 127.0.0.1:9042 (scripts/cql-server.sh start): wrk drives clicks round-robin
 # (one wrk per node, half the connections each), every click becomes a
-# `link.clicked` delivered to a local sink (examples/sink.rs) by whichever node
-# holds that endpoint's lease. Reports clicks persisted/s (both nodes' counters
-# summed), deliveries/s at the sink and duplicates the sink saw.
+# `link.clicked` delivered by whichever node holds that endpoint's lease, each
+# endpoint to its own sink (examples/sink.rs, which counts the event ids it
+# saw). Reports clicks persisted/s (both nodes' counters summed), deliveries/s
+# at the sinks and duplicates (an event id seen twice by one endpoint's sink).
 #
-#   load-tests/cluster.sh                      # 2 endpoints, 16 connections, 10 s
-#   ENDPOINTS=4 CONNECTIONS=32 DURATION=20s load-tests/cluster.sh
+#   load-tests/cluster.sh                      # 4 endpoints, 16 connections, 10 s
+#   ENDPOINTS=8 CONNECTIONS=32 DURATION=20s load-tests/cluster.sh
 #
 # Needs wrk (Debian: apt-get install wrk). Builds release binaries first. The
 # keyspace (relurl_cluster_load_<time>) is left behind; it is named at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ENDPOINTS=${ENDPOINTS:-2}
+ENDPOINTS=${ENDPOINTS:-4} # several, so rendezvous spreads their leases over both nodes
 CONNECTIONS=${CONNECTIONS:-16}
 DURATION=${DURATION:-10s}
 CQL=${CQL:-127.0.0.1:9042}
 NODES=(127.0.0.1:18081 127.0.0.1:18082)
-SINK_ADDR=127.0.0.1:18099
+SINK_PORT=18100 # endpoint i's sink listens on SINK_PORT + i
 ADMIN=loadtest-admin-token
 KEYSPACE="relurl_cluster_load_$(date +%s)"
 
@@ -50,13 +51,20 @@ metric_sum() {
     done
     echo "$total"
 }
-click_count() {
-    curl -sf "http://${NODES[0]}/v1/links/load" -H "Authorization: Bearer $KEY" \
-        | sed -E 's/.*"click_count":([0-9]+).*/\1/'
+# Every sink's /stats, one line each, read once (deliveries keep arriving).
+sink_stats() {
+    for i in $(seq 1 "$ENDPOINTS"); do curl -sf "http://127.0.0.1:$((SINK_PORT + i))/stats"; done
+}
+# Sum of one numeric field over sink_stats lines on stdin.
+field_sum() {
+    sed -E "s/.*\"$1\":([0-9]+).*/\\1/" | awk '{s += $1} END {printf "%d", s}'
 }
 
-target/release/examples/sink "$SINK_ADDR" 2>/dev/null &
-PIDS+=($!)
+for i in $(seq 1 "$ENDPOINTS"); do
+    target/release/examples/sink "127.0.0.1:$((SINK_PORT + i))" 2>/dev/null &
+    PIDS+=($!)
+    wait_ready "http://127.0.0.1:$((SINK_PORT + i))/stats"
+done
 export RELURL_STORE__BACKEND=scylla RELURL_STORE__SCYLLA_NODES="[\"$CQL\"]" \
     RELURL_STORE__SCYLLA_KEYSPACE=$KEYSPACE RELURL_AUTH__ADMIN_TOKEN=$ADMIN \
     RELURL_CLUSTER__HEARTBEAT=1s RELURL_FRAUD__ENABLED=false \
@@ -75,7 +83,7 @@ KEY=$(curl -sf -X POST "http://${NODES[0]}/v1/accounts" -H "Authorization: Beare
     -d '{"name":"load"}' | sed -E 's/.*"api_key":"([^"]+)".*/\1/')
 for i in $(seq 1 "$ENDPOINTS"); do
     curl -sf -X POST "http://${NODES[0]}/v1/webhooks" -H "Authorization: Bearer $KEY" \
-        -d "{\"url\":\"http://$SINK_ADDR/hook/$i\",\"events\":[\"link.clicked\"],\"rate_limit_per_sec\":100000}" >/dev/null
+        -d "{\"url\":\"http://127.0.0.1:$((SINK_PORT + i))/hook\",\"events\":[\"link.clicked\"],\"rate_limit_per_sec\":100000}" >/dev/null
 done
 curl -sf -X POST "http://${NODES[0]}/v1/links" -H "Authorization: Bearer $KEY" \
     -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
@@ -97,10 +105,9 @@ if [[ -z "$ready" ]]; then
     tail -n 20 "$DATA"/relurl*.log >&2
     exit 1
 fi
-curl -sf -X DELETE "http://$SINK_ADDR/stats" >/dev/null
+for i in $(seq 1 "$ENDPOINTS"); do curl -sf -X DELETE "http://127.0.0.1:$((SINK_PORT + i))/stats" >/dev/null; done
 
 PERSISTED_BEFORE=$(metric_sum relurl_clicks_persisted_total)
-CLICKS_BEFORE=$(click_count)
 echo "2 nodes, keyspace $KEYSPACE, wrk -t1 -c$((CONNECTIONS / 2)) -d$DURATION per node, $ENDPOINTS endpoint(s), $(nproc) cores"
 WRK_PIDS=()
 for node in "${NODES[@]}"; do
@@ -111,27 +118,31 @@ for pid in "${WRK_PIDS[@]}"; do wait "$pid"; done
 for node in "${NODES[@]}"; do
     echo "  $node: $(awk '/Requests\/sec/ {print $2}' "$DATA/wrk-$node.out") redirects/s"
 done
-# Clicks written during the run (the pipeline drains for a moment after it).
-sleep 2
 SECS=${DURATION%s}
-PERSISTED=$(($(metric_sum relurl_clicks_persisted_total) - PERSISTED_BEFORE))
-echo "clicks persisted per second, both nodes: $((PERSISTED / SECS)) ($PERSISTED in ${SECS}s + 2s drain)"
-
-# Deliveries: wait until the sink has seen every click's event once per endpoint.
-CLICKS=$(($(click_count) - CLICKS_BEFORE))
-WANT=$((CLICKS * ENDPOINTS))
+DURING=$(($(metric_sum relurl_clicks_persisted_total) - PERSISTED_BEFORE))
+# Drained when every click handed to the pipeline was written or shed.
 for _ in $(seq 1 600); do
-    GOT=$(curl -sf "http://$SINK_ADDR/stats" | sed -E 's/.*"distinct_events":([0-9]+).*/\1/')
-    [[ "$GOT" -ge "$WANT" ]] && break
+    [[ $(($(metric_sum relurl_clicks_persisted_total) + $(metric_sum relurl_clicks_shed_total))) \
+        -ge $(metric_sum relurl_clicks_received_total) ]] && break
     sleep 0.5
 done
-STATS=$(curl -sf "http://$SINK_ADDR/stats")
-DELIVERIES=$(sed -E 's/.*"deliveries":([0-9]+).*/\1/' <<<"$STATS")
-DISTINCT=$(sed -E 's/.*"distinct_events":([0-9]+).*/\1/' <<<"$STATS")
-echo "clicks: $CLICKS, events expected: $WANT, distinct events delivered: $DISTINCT"
-echo "deliveries per second at the sink: $(sed -E 's/.*"per_sec":([0-9]+).*/\1/' <<<"$STATS")"
-echo "duplicates at the sink: $((DELIVERIES - DISTINCT))"
-echo "sink: $STATS"
+CLICKS=$(($(metric_sum relurl_clicks_persisted_total) - PERSISTED_BEFORE))
+echo "clicks persisted per second, both nodes: $((DURING / SECS)) ($DURING during ${SECS}s; $CLICKS once drained, $(metric_sum relurl_clicks_shed_total) shed)"
+
+# Deliveries: wait until every endpoint's sink has seen every click's event.
+WANT=$((CLICKS * ENDPOINTS))
+for _ in $(seq 1 600); do
+    [[ $(sink_stats | field_sum distinct_events) -ge "$WANT" ]] && break
+    sleep 0.5
+done
+STATS=$(sink_stats)
+DELIVERIES=$(field_sum deliveries <<<"$STATS")
+DISTINCT=$(field_sum distinct_events <<<"$STATS")
+echo "events expected: $WANT ($CLICKS clicks x $ENDPOINTS endpoints), delivered: $DISTINCT"
+echo "deliveries per second at the sinks: $(field_sum per_sec <<<"$STATS") (each sink from its first delivery to its last)"
+echo "duplicates at the sinks: $((DELIVERIES - DISTINCT)) of $DELIVERIES deliveries"
+echo "sinks:"
+while IFS= read -r line; do echo "  $line"; done <<<"$STATS"
 for node in "${NODES[@]}"; do
     echo "$node:"
     curl -sf "http://$node/metrics" \
