@@ -14,6 +14,7 @@
 # keyspace (relurl_cluster_load_<time>) is left behind; it is named at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. load-tests/lib.sh
 
 ENDPOINTS=${ENDPOINTS:-4} # several, so rendezvous spreads their leases over both nodes
 CONNECTIONS=${CONNECTIONS:-16}
@@ -38,10 +39,6 @@ cleanup() {
     rm -rf "$DATA"
 }
 trap cleanup EXIT
-wait_ready() { # url
-    for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done
-    echo "load-tests: $1 never answered" >&2; exit 1
-}
 # Sum of one metric (every label set) over both nodes.
 metric_sum() {
     local total=0 value
@@ -79,32 +76,34 @@ for i in "${!NODES[@]}"; do
     wait_ready "http://${NODES[$i]}/readyz"
 done
 
-KEY=$(curl -sf -X POST "http://${NODES[0]}/v1/accounts" -H "Authorization: Bearer $ADMIN" \
-    -d '{"name":"load"}' | sed -E 's/.*"api_key":"([^"]+)".*/\1/')
-for i in $(seq 1 "$ENDPOINTS"); do
-    curl -sf -X POST "http://${NODES[0]}/v1/webhooks" -H "Authorization: Bearer $KEY" \
-        -d "{\"url\":\"http://127.0.0.1:$((SINK_PORT + i))/hook\",\"events\":[\"link.clicked\"],\"rate_limit_per_sec\":100000}" >/dev/null
-done
-curl -sf -X POST "http://${NODES[0]}/v1/links" -H "Authorization: Bearer $KEY" \
-    -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
-
-# Ready when both nodes see each other, every endpoint lease (and the expiry
-# singleton) is held, and the second node answers the link (HEAD: no click).
-ready=
-for _ in $(seq 1 300); do
-    if [[ $(metric_sum relurl_cluster_live_nodes) -eq 4 \
-        && $(metric_sum relurl_cluster_leases_held) -eq $((ENDPOINTS + 1)) \
-        && $(curl -s -o /dev/null -w '%{http_code}' -I "http://${NODES[1]}/load") == 302 ]]; then
-        ready=1
-        break
-    fi
-    sleep 0.2
-done
-if [[ -z "$ready" ]]; then
-    echo "load-tests: the cluster did not settle" >&2
+# Waits until `condition` (a function) holds; fails with the nodes' logs if not.
+settle() { # what condition
+    for _ in $(seq 1 300); do "$2" && return 0; sleep 0.2; done
+    echo "load-tests: $1 never happened" >&2
     tail -n 20 "$DATA"/relurl*.log >&2
     exit 1
-fi
+}
+both_live() { [[ $(metric_sum relurl_cluster_live_nodes) -eq 4 ]]; }
+# Every endpoint lease (and the expiry singleton) held, no lease moved for three
+# heartbeats, and the second node answers the link (HEAD: no click): the run
+# measures steady state, not the handover of a joining node.
+HANDOVERS=-1 QUIET=0
+steady() {
+    local now
+    now=$(metric_sum relurl_cluster_handovers_total)
+    if [[ $now -eq $HANDOVERS ]]; then QUIET=$((QUIET + 1)); else QUIET=0 HANDOVERS=$now; fi
+    [[ $QUIET -ge 15 && $(metric_sum relurl_cluster_leases_held) -eq $((ENDPOINTS + 1)) \
+        && $(curl -s -o /dev/null -w '%{http_code}' -I "http://${NODES[1]}/load") == 302 ]]
+}
+
+# Endpoints made once both nodes are live go straight to their owners.
+settle "both nodes live" both_live
+KEY=$(create_account "${NODES[0]}")
+for i in $(seq 1 "$ENDPOINTS"); do
+    create_endpoint "${NODES[0]}" "$KEY" "http://127.0.0.1:$((SINK_PORT + i))/hook"
+done
+create_link "${NODES[0]}" "$KEY"
+settle "a steady lease spread" steady
 for i in $(seq 1 "$ENDPOINTS"); do curl -sf -X DELETE "http://127.0.0.1:$((SINK_PORT + i))/stats" >/dev/null; done
 
 PERSISTED_BEFORE=$(metric_sum relurl_clicks_persisted_total)
@@ -140,7 +139,7 @@ DELIVERIES=$(field_sum deliveries <<<"$STATS")
 DISTINCT=$(field_sum distinct_events <<<"$STATS")
 echo "events expected: $WANT ($CLICKS clicks x $ENDPOINTS endpoints), delivered: $DISTINCT"
 echo "deliveries per second at the sinks: $(field_sum per_sec <<<"$STATS") (each sink from its first delivery to its last)"
-echo "duplicates at the sinks: $((DELIVERIES - DISTINCT)) of $DELIVERIES deliveries"
+echo "duplicates at the sinks: $((DELIVERIES - DISTINCT)) of $DELIVERIES deliveries, lease handovers since the run began: $(($(metric_sum relurl_cluster_handovers_total) - HANDOVERS))"
 echo "sinks:"
 while IFS= read -r line; do echo "  $line"; done <<<"$STATS"
 for node in "${NODES[@]}"; do

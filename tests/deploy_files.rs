@@ -211,9 +211,9 @@ fn compose_cluster_profile_runs_three_nodes_behind_haproxy() {
     assert_eq!(keyspaces.len(), 1, "the nodes share one keyspace");
 }
 
-/// Runs `tool args`; skipped with a message when `tool` is not installed,
-/// unless `require_var=1`.
-fn check_with(tool: &str, require_var: &str, args: &[&std::ffi::OsStr]) {
+/// Runs `tool args.. config` on a file under the repository; skipped with a
+/// message when `tool` is not installed, unless `require_var=1`.
+fn check_with(tool: &str, require_var: &str, args: &[&str], config: &str) {
     if Command::new(tool).arg("-v").output().is_err() {
         assert!(
             std::env::var(require_var).as_deref() != Ok("1"),
@@ -222,7 +222,11 @@ fn check_with(tool: &str, require_var: &str, args: &[&std::ffi::OsStr]) {
         eprintln!("deploy files: {tool} not found, check skipped");
         return;
     }
-    let out = Command::new(tool).args(args).output().unwrap();
+    let out = Command::new(tool)
+        .args(args)
+        .arg(root().join(config))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{tool}: {}{}",
@@ -233,27 +237,26 @@ fn check_with(tool: &str, require_var: &str, args: &[&std::ffi::OsStr]) {
 
 #[test]
 fn haproxy_config_passes_haproxy_check() {
-    let cfg = root().join("config/haproxy/haproxy.cfg");
+    let args = ["-c", "-f"];
     check_with(
         "haproxy",
         "RELURL_REQUIRE_HAPROXY",
-        &["-c".as_ref(), "-f".as_ref(), cfg.as_os_str()],
+        &args,
+        "config/haproxy/haproxy.cfg",
     );
 }
 
 #[test]
 fn prometheus_config_passes_promtool() {
-    let cfg = root().join("config/prometheus.yml");
+    let args = ["check", "config"];
     check_with(
         "promtool",
         "RELURL_REQUIRE_PROMTOOL",
-        &["check".as_ref(), "config".as_ref(), cfg.as_os_str()],
+        &args,
+        "config/prometheus.yml",
     );
 }
 
-/// Every `relurl_*` metric the dashboard queries. Checks on the way that each
-/// panel query is narrowed to `$instance` and that the cluster metrics have
-/// their row.
 fn dashboard_metrics() -> BTreeSet<String> {
     let text =
         std::fs::read_to_string(root().join("config/grafana/dashboards/relurl.json")).unwrap();
