@@ -10,6 +10,7 @@
 # Needs wrk (Debian: apt-get install wrk). Builds release binaries first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. load-tests/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10s}
@@ -30,14 +31,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "load-tests: nothing listening on $1" >&2
-    exit 1
-}
 
 run_wrk() { # label url [script]
     local label=$1 url=$2 script=${3:-}
@@ -63,12 +56,10 @@ RELURL_SERVER__LISTEN=$RELURL_ADDR RELURL_STORE__PATH=$DATA/store RELURL_AUTH__A
     RELURL_FRAUD__ENABLED=false RELURL_LOG=warn target/release/relurl >/dev/null 2>"$DATA/relurl.log" &
 RELURL_PID=$!
 wait_port "$BARE_ADDR"
-for _ in $(seq 1 300); do curl -sf "http://$RELURL_ADDR/readyz" >/dev/null && break; sleep 0.2; done
+wait_ready "http://$RELURL_ADDR/readyz"
 
-KEY=$(curl -sf -X POST "http://$RELURL_ADDR/v1/accounts" -H "Authorization: Bearer $ADMIN" \
-    -d '{"name":"load"}' | sed -E 's/.*"api_key":"([^"]+)".*/\1/')
-curl -sf -X POST "http://$RELURL_ADDR/v1/links" -H "Authorization: Bearer $KEY" \
-    -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
+KEY=$(create_account "$RELURL_ADDR")
+create_link "$RELURL_ADDR" "$KEY"
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, store ${STORE:-embedded}"
 run_wrk bare_hyper_302 "http://$BARE_ADDR/load"

@@ -10,6 +10,7 @@
 #   RATE=2000 DURATION=10s ...              # paced clicks, for latency below saturation
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. load-tests/lib.sh
 
 ENDPOINTS=${ENDPOINTS:-1}
 CONNECTIONS=${CONNECTIONS:-16}
@@ -29,10 +30,6 @@ cleanup() {
     rm -rf "$DATA"
 }
 trap cleanup EXIT
-wait_port() {
-    for _ in $(seq 1 100); do (echo >"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done
-    echo "load-tests: nothing listening on $1" >&2; exit 1
-}
 
 target/release/examples/sink "$SINK_ADDR" 2>/dev/null &
 SINK_PID=$!
@@ -43,14 +40,11 @@ RELURL_SERVER__LISTEN=$RELURL_ADDR RELURL_STORE__PATH=$DATA/store RELURL_AUTH__A
 RELURL_PID=$!
 wait_port "$SINK_ADDR"; wait_port "$RELURL_ADDR"
 
-KEY=$(curl -sf -X POST "http://$RELURL_ADDR/v1/accounts" -H "Authorization: Bearer $ADMIN" \
-    -d '{"name":"load"}' | sed -E 's/.*"api_key":"([^"]+)".*/\1/')
+KEY=$(create_account "$RELURL_ADDR")
 for i in $(seq 1 "$ENDPOINTS"); do
-    curl -sf -X POST "http://$RELURL_ADDR/v1/webhooks" -H "Authorization: Bearer $KEY" \
-        -d "{\"url\":\"http://$SINK_ADDR/hook/$i\",\"events\":[\"link.clicked\"],\"rate_limit_per_sec\":100000}" >/dev/null
+    create_endpoint "$RELURL_ADDR" "$KEY" "http://$SINK_ADDR/hook/$i"
 done
-curl -sf -X POST "http://$RELURL_ADDR/v1/links" -H "Authorization: Bearer $KEY" \
-    -d '{"destination":"https://example.com/landing","code":"load"}' >/dev/null
+create_link "$RELURL_ADDR" "$KEY"
 curl -sf -X DELETE "http://$SINK_ADDR/stats" >/dev/null
 
 if [[ -n "${RATE:-}" ]]; then

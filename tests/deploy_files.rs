@@ -1,32 +1,71 @@
-//! The files users deploy with (docker-compose, Dockerfile, Prometheus and
-//! Grafana configuration) checked as far as this machine can: they parse, name
-//! files that exist, pass `promtool`, and every dashboard query names a metric
-//! the server really exports (read from a live `/metrics`).
+//! The files users deploy with (docker-compose and its cluster profile,
+//! Dockerfile, HAProxy, Prometheus and Grafana configuration) checked as far as
+//! this machine can: they parse, name files that exist, configure relurl
+//! validly, pass `promtool` and `haproxy -c`, and every dashboard query names a
+//! metric the server really exports (read from a live `/metrics`).
 
 mod common;
 
 use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
 
-use common::{TestServer, receiver};
+use common::{TestServer, cql, receiver};
 use serde_json::{Value, json};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+fn compose() -> serde_norway::Value {
+    let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    serde_norway::from_str(&text).expect("docker-compose.yml parses")
+}
+
+/// The token every relurl service must be given: required, never defaulted.
+const ADMIN_TOKEN: &str = "${RELURL_ADMIN_TOKEN:?set RELURL_ADMIN_TOKEN}";
+
+/// A relurl service's configuration as its container reads it: the image's
+/// config file and environment (Dockerfile), then the service's environment.
+fn service_config(service: &serde_norway::Value) -> relurl::config::Config {
+    let env = service["environment"].as_mapping().expect("environment");
+    assert_eq!(
+        env.get("RELURL_AUTH__ADMIN_TOKEN").and_then(|v| v.as_str()),
+        Some(ADMIN_TOKEN),
+        "the admin token must be required, not defaulted"
+    );
+    let image_env = [
+        ("RELURL_SERVER__LISTEN", "0.0.0.0:8080"),
+        ("RELURL_STORE__PATH", "/var/lib/relurl/data"),
+    ];
+    let vars = image_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(env.iter().map(|(k, v)| {
+            let value = match v {
+                serde_norway::Value::String(s) => s.replace(ADMIN_TOKEN, "a-token"),
+                other => serde_norway::to_string(other).unwrap().trim().to_string(),
+            };
+            (k.as_str().unwrap().to_string(), value)
+        }))
+        .map(|(k, v)| (k.into(), v.into()));
+    relurl::config::load_with(Some(&root().join("config/relurl.toml")), vars)
+        .expect("compose environment is valid configuration")
+}
+
 #[test]
 fn compose_file_parses_and_names_files_that_exist() {
-    let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
-    let compose: serde_norway::Value =
-        serde_norway::from_str(&text).expect("docker-compose.yml parses");
+    let compose = compose();
     let services = compose["services"].as_mapping().expect("services");
     for name in ["scylla", "relurl", "prometheus", "grafana"] {
         assert!(services.contains_key(name), "service {name} missing");
+        assert!(
+            services[name].get("profiles").is_none(),
+            "{name} belongs to the default stack"
+        );
     }
     assert_eq!(compose["services"]["relurl"]["build"].as_str(), Some("."));
     assert!(root().join("Dockerfile").is_file());
-    let env = &compose["services"]["relurl"]["environment"];
-    assert_eq!(env["RELURL_STORE__BACKEND"].as_str(), Some("scylla"));
+    let config = service_config(&compose["services"]["relurl"]);
+    assert_eq!(config.store.backend, relurl::config::StoreBackend::Scylla);
     for (_, service) in services {
         for volume in service["volumes"].as_sequence().into_iter().flatten() {
             let spec = volume.as_str().unwrap();
@@ -59,48 +98,162 @@ fn compose_file_parses_and_names_files_that_exist() {
             );
         }
     }
-    // The environment the compose file sets is configuration relurl accepts.
-    let mut figment = figment::Figment::from(figment::providers::Serialized::defaults(
-        relurl::config::RawConfig::default(),
-    ));
-    for (key, value) in env.as_mapping().unwrap() {
-        let key = key
-            .as_str()
-            .unwrap()
-            .trim_start_matches("RELURL_")
-            .to_lowercase()
-            .replace("__", ".");
-        let value = value
-            .as_str()
-            .unwrap()
-            .replace("${RELURL_ADMIN_TOKEN:-change-me}", "change-me");
-        let value: figment::value::Value = value.parse().unwrap();
-        figment = figment.merge((key, value));
-    }
-    relurl::config::from_figment(figment).expect("compose environment is valid configuration");
 }
 
+/// `--profile cluster`: three relurl nodes on one keyspace behind HAProxy,
+/// which checks /readyz, and whose network the nodes trust for client IPs.
 #[test]
-fn prometheus_config_passes_promtool() {
-    let available = Command::new("promtool").arg("--version").output().is_ok();
-    if !available {
+fn compose_cluster_profile_runs_three_nodes_behind_haproxy() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().unwrap();
+    let in_cluster = |s: &serde_norway::Value| {
+        s["profiles"]
+            .as_sequence()
+            .is_some_and(|p| p.iter().any(|p| p.as_str() == Some("cluster")))
+    };
+    let nodes: Vec<&str> = services
+        .iter()
+        .filter(|(_, s)| in_cluster(s) && s.get("environment").is_some())
+        .map(|(name, _)| name.as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["relurl-1", "relurl-2", "relurl-3"]);
+    let haproxy = &compose["services"]["haproxy"];
+    assert!(in_cluster(haproxy), "haproxy runs only with the profile");
+    assert!(
+        haproxy["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("haproxy:"))
+    );
+    assert!(
+        haproxy["volumes"][0]
+            .as_str()
+            .is_some_and(|v| v.starts_with("./config/haproxy/haproxy.cfg:"))
+    );
+    // Addresses HAProxy connects from: its networks' subnets.
+    let proxy_nets: Vec<ipnet::IpNet> = haproxy["networks"]
+        .as_sequence()
+        .expect("haproxy names its networks")
+        .iter()
+        .flat_map(|net| {
+            let net = net.as_str().unwrap();
+            compose["networks"][net]["ipam"]["config"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("network {net} has no fixed subnet"))
+                .iter()
+                .map(|c| c["subnet"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert!(!proxy_nets.is_empty());
+
+    let haproxy_cfg = std::fs::read_to_string(root().join("config/haproxy/haproxy.cfg")).unwrap();
+    let lines: Vec<Vec<&str>> = haproxy_cfg
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let has = |words: &[&str]| lines.iter().any(|l| l.starts_with(words));
+    assert!(has(&["balance", "roundrobin"]));
+    assert!(has(&["option", "httpchk", "GET", "/readyz"]));
+    assert!(has(&[
+        "http-request",
+        "set-header",
+        "X-Forwarded-For",
+        "%[src]"
+    ]));
+    let servers: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.first() == Some(&"server") && l.contains(&"check"))
+        .map(|l| l[2])
+        .collect();
+
+    let prometheus = std::fs::read_to_string(root().join("config/prometheus.yml")).unwrap();
+    let mut keyspaces = BTreeSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let service = &compose["services"][*node];
+        let config = service_config(service);
+        assert_eq!(config.store.backend, relurl::config::StoreBackend::Scylla);
+        keyspaces.insert(config.store.scylla_keyspace.clone());
+        let target = format!("{node}:{}", config.server.listen.port());
+        assert_eq!(servers.get(i), Some(&target.as_str()), "haproxy servers");
         assert!(
-            std::env::var("RELURL_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-            "RELURL_REQUIRE_PROMTOOL=1 but promtool is not installed"
+            prometheus.contains(&format!("\"{target}\"")),
+            "{target} not scraped"
         );
-        eprintln!("deploy files: promtool not found, check skipped");
+        assert!(
+            service["networks"]
+                .as_sequence()
+                .is_some_and(|n| haproxy["networks"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .all(|h| n.contains(h))),
+            "{node} is not on HAProxy's network"
+        );
+        let trusted = &config.server.trusted_proxies;
+        for net in &proxy_nets {
+            for ip in [net.network(), net.broadcast()] {
+                assert!(
+                    trusted.iter().any(|c| c.contains(ip)),
+                    "{node} does not trust HAProxy's address {ip}"
+                );
+            }
+        }
+        let client: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        assert!(
+            !trusted.iter().any(|c| c.contains(client)),
+            "{node} trusts anyone"
+        );
+    }
+    assert_eq!(
+        servers.len(),
+        nodes.len(),
+        "haproxy balances exactly the nodes"
+    );
+    assert_eq!(keyspaces.len(), 1, "the nodes share one keyspace");
+}
+
+/// Runs `tool args.. config` on a file under the repository; skipped with a
+/// message when `tool` is not installed, unless `require_var=1`.
+fn check_with(tool: &str, require_var: &str, args: &[&str], config: &str) {
+    if Command::new(tool).arg("-v").output().is_err() {
+        assert!(
+            std::env::var(require_var).as_deref() != Ok("1"),
+            "{require_var}=1 but {tool} is not installed"
+        );
+        eprintln!("deploy files: {tool} not found, check skipped");
         return;
     }
-    let out = Command::new("promtool")
-        .args(["check", "config"])
-        .arg(root().join("config/prometheus.yml"))
+    let out = Command::new(tool)
+        .args(args)
+        .arg(root().join(config))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}{}",
+        "{tool}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn haproxy_config_passes_haproxy_check() {
+    let args = ["-c", "-f"];
+    check_with(
+        "haproxy",
+        "RELURL_REQUIRE_HAPROXY",
+        &args,
+        "config/haproxy/haproxy.cfg",
+    );
+}
+
+#[test]
+fn prometheus_config_passes_promtool() {
+    let args = ["check", "config"];
+    check_with(
+        "promtool",
+        "RELURL_REQUIRE_PROMTOOL",
+        &args,
+        "config/prometheus.yml",
     );
 }
 
@@ -108,20 +261,79 @@ fn dashboard_metrics() -> BTreeSet<String> {
     let text =
         std::fs::read_to_string(root().join("config/grafana/dashboards/relurl.json")).unwrap();
     let dashboard: Value = serde_json::from_str(&text).expect("dashboard JSON parses");
-    let mut names = BTreeSet::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating");
+    let instance = variables
+        .iter()
+        .find(|v| v["name"] == "instance")
+        .expect("an $instance variable");
+    let mut names = metric_names(instance["definition"].as_str().unwrap());
+    assert!(
+        names.len() == 1
+            && instance["definition"]
+                .as_str()
+                .unwrap()
+                .contains(", instance)")
+    );
+    // Panels in order; a row's own `panels` hold it only when collapsed.
+    let panels: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(p["panels"].as_array().into_iter().flatten()))
+        .collect();
+    let mut row = String::new();
+    let mut in_cluster_row = BTreeSet::new();
+    for panel in panels {
+        if panel["type"] == "row" {
+            row = panel["title"].as_str().unwrap().to_string();
+            continue;
+        }
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
-            let mut rest = expr;
-            while let Some(at) = rest.find("relurl_") {
-                let name: String = rest[at..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                rest = &rest[at + name.len()..];
-                names.insert(name);
+            let found = metric_names(expr);
+            for name in &found {
+                for (at, _) in expr.match_indices(name.as_str()) {
+                    let selector = &expr[at + name.len()..];
+                    let selector = &selector[..selector.find('}').unwrap_or(0)];
+                    assert!(
+                        selector.starts_with('{') && selector.contains(r#"instance=~"$instance""#),
+                        "{expr}: {name} is not narrowed to $instance"
+                    );
+                }
             }
+            if row == "Cluster" {
+                in_cluster_row.extend(found.iter().cloned());
+            }
+            names.extend(found);
         }
+    }
+    for name in [
+        "relurl_cluster_live_nodes",
+        "relurl_cluster_leases_held",
+        "relurl_cluster_handovers_total",
+        "relurl_cluster_change_feed_lag_seconds",
+        "relurl_cluster_errors_total",
+    ] {
+        assert!(
+            in_cluster_row.contains(name),
+            "{name} has no panel in the Cluster row"
+        );
+    }
+    names
+}
+
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("relurl_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.insert(name);
     }
     names
 }
@@ -130,10 +342,13 @@ fn dashboard_metrics() -> BTreeSet<String> {
 async fn every_dashboard_query_names_an_exported_metric() {
     let metrics = dashboard_metrics();
     assert!(metrics.len() >= 10, "{metrics:?}");
+    // Cluster gauges exist only in cluster mode: on a CQL server when there is one.
+    let store = cql::node().map(|node| cql::backend_config(&node).0);
     // Exercise every stage once so each metric has a sample.
-    let server = TestServer::start(
-        "[webhooks]\nallow_private_targets = true\n[redirect]\ndurable_ack = true\n",
-    )
+    let server = TestServer::start(&format!(
+        "{}[webhooks]\nallow_private_targets = true\n[redirect]\ndurable_ack = true\n",
+        store.as_deref().unwrap_or_default()
+    ))
     .await;
     let key = server.account("acme").await;
     let sink = receiver::Receiver::start().await;
@@ -160,6 +375,10 @@ async fn every_dashboard_query_names_an_exported_metric() {
         .filter_map(|l| l.split(['{', ' ']).next())
         .collect();
     for name in &metrics {
+        if store.is_none() && name.starts_with("relurl_cluster_") {
+            eprintln!("deploy files: {name} not checked (no CQL server, no cluster mode)");
+            continue;
+        }
         let base = name.trim_end_matches("_bucket");
         let found = exported.contains(name.as_str())
             || exported.contains(base)
