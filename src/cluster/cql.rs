@@ -60,6 +60,7 @@ pub struct NodeInfo {
 
 struct Statements {
     heartbeat: PreparedStatement,
+    leave: PreparedStatement,
     nodes: PreparedStatement,
     acquire: PreparedStatement,
     renew: PreparedStatement,
@@ -119,6 +120,7 @@ impl ClusterCql {
                           VALUES (?, ?, ?) USING TTL ?",
             )
             .await?,
+            leave: p("DELETE FROM {ks}.cluster_nodes WHERE node_id = ?").await?,
             nodes: p("SELECT node_id, started_at, addr FROM {ks}.cluster_nodes").await?,
             acquire: p(
                 "INSERT INTO {ks}.cluster_leases (name, owner, epoch) VALUES (?, ?, ?) \
@@ -172,6 +174,16 @@ impl ClusterCql {
             .execute_unpaged(&self.st.heartbeat, values)
             .await
             .map_err(|e| failed("writing heartbeat")(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Deletes this node's heartbeat row (graceful stop): the others stop
+    /// preferring it at their next heartbeat instead of after `lease_ttl`.
+    pub async fn leave(&self) -> Result<()> {
+        self.session
+            .execute_unpaged(&self.st.leave, (self.node,))
+            .await
+            .map_err(|e| failed("deleting heartbeat")(e.to_string()))?;
         Ok(())
     }
 

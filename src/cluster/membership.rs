@@ -175,6 +175,15 @@ impl LeaseLoop {
     }
 
     async fn release_all(&mut self) {
+        // Gone from the live set first, so the others claim what is released
+        // below at once; they cannot before it is released (LWT).
+        if let Err(e) = self.bounded(self.cql.leave()).await {
+            ClusterCallFailed {
+                operation: ClusterOp::Heartbeat,
+                error: &e,
+            }
+            .emit();
+        }
         let held: Vec<(LeaseName, i64)> = self.table.held().collect();
         for (lease, _) in &held {
             self.stop(*lease).await;
