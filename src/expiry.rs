@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::ticker::Ticker;
 use crate::{
     events::Event,
     metrics::events::{LinkExpired, StoreFailed, StoreOp},
@@ -25,15 +26,10 @@ pub async fn run(
     fanout: Fanout,
     public_base_url: String,
     active: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
+    let mut ticker = Ticker::new(TICK, stop);
+    while ticker.tick().await {
         // In cluster mode only the holder of the expiry lease fires.
         while *active.borrow() {
             let due = match store.due_expiries(Utc::now(), BATCH).await {

@@ -28,4 +28,5 @@ pub mod metrics;
 pub mod net;
 pub mod store;
 pub mod supervision;
+pub mod ticker;
 pub mod webhooks;

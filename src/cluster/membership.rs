@@ -16,6 +16,7 @@ use super::{
     cql::ClusterCql,
     lease::{LeaseAction, LeaseName, LeaseOutcome, LeaseTable, LeaseTiming},
 };
+use crate::ticker::Ticker;
 use crate::{
     metrics::{
         ClusterMetrics,
@@ -49,14 +50,9 @@ impl LeaseLoop {
 
     /// Runs until `stop` changes; then stops every actor it runs and releases
     /// its leases, so the next owners need not wait for the TTL.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
+    pub async fn run(mut self, stop: watch::Receiver<bool>) {
+        let mut ticker = Ticker::new(self.heartbeat, stop);
+        while ticker.tick().await {
             self.tick().await;
         }
         self.release_all().await;

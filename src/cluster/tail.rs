@@ -15,6 +15,7 @@ use super::{
     cql::ClusterCql,
     feed::{Change, ChangeKind, FeedCursor},
 };
+use crate::ticker::Ticker;
 use crate::{
     fraud::FraudHandle,
     link_cache::LinkCache,
@@ -47,16 +48,11 @@ pub struct Tail {
 impl Tail {
     /// Runs until `stop` changes. State was loaded just before (at start), so
     /// the feed is read from now on.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         let mut cursor = FeedCursor::new(now_ms(), GRACE, SEEN_CAP);
         let mut read_at = now_ms();
-        let mut tick = tokio::time::interval(TAIL_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
-            }
+        let mut ticker = Ticker::new(TAIL_EVERY, stop);
+        while ticker.tick().await {
             if self.read(&mut cursor).await {
                 read_at = now_ms();
             }
