@@ -1,9 +1,15 @@
 //! Delivery policy, pure: what an attempt's result means, when the next
 //! attempt is due, and how fast attempts may go.
 
-use std::time::Duration;
+use std::{num::NonZeroU32, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use governor::{
+    Quota,
+    clock::{Clock, FakeRelativeClock},
+    middleware::NoOpMiddleware,
+    state::{InMemoryState, NotKeyed},
+};
 
 /// How an attempt ended, as metrics and the attempts log name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,42 +93,56 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// Governor's GCRA as `Quota::per_second(rate)` sets it (bursts of `rate`,
-/// then one every 1/rate s), on a clock the caller passes in.
+/// An endpoint's governor limiter (`Quota::per_second(rate)`: bursts of
+/// `rate`, then one every 1/rate s) on a clock the caller moves with the `now`
+/// it passes, so the delivery machine stays a pure function of its inputs.
 #[derive(Debug)]
 pub struct RateLimiter {
-    interval: TimeDelta,
-    /// How far ahead of now the theoretical arrival time may run: the burst.
-    tolerance: TimeDelta,
-    tat: DateTime<Utc>,
+    rate: u32,
+    clock: FakeRelativeClock,
+    limiter: governor::RateLimiter<
+        NotKeyed,
+        InMemoryState,
+        FakeRelativeClock,
+        NoOpMiddleware<<FakeRelativeClock as Clock>::Instant>,
+    >,
+    last: Option<DateTime<Utc>>,
 }
 
 impl RateLimiter {
     pub fn new(rate: u32) -> Self {
-        let rate = i64::from(rate.max(1));
-        let interval = 1_000_000_000 / rate;
+        let clock = FakeRelativeClock::default();
+        let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN));
         Self {
-            interval: TimeDelta::nanoseconds(interval),
-            tolerance: TimeDelta::nanoseconds(interval * (rate - 1)),
-            tat: DateTime::<Utc>::MIN_UTC,
+            rate,
+            limiter: governor::RateLimiter::direct_with_clock(quota, clock.clone()),
+            clock,
+            last: None,
         }
     }
 
     /// Takes one send now, or says when the next one is free.
     pub fn take(&mut self, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {
-        // Past this the wall clock stepped back: forget the debt rather than stall.
-        let tat = if self.tat > now + self.tolerance + self.interval {
-            now
-        } else {
-            self.tat.max(now)
-        };
-        if tat - now > self.tolerance {
-            return Err(tat - self.tolerance);
+        match self.last.map(|last| (now - last).to_std()) {
+            // Capped: the fake clock counts nanoseconds in a u64.
+            Some(Ok(step)) => self.clock.advance(step.min(MAX_STEP)),
+            // The wall clock stepped back: forget the debt rather than stall.
+            Some(Err(_)) => *self = Self::new(self.rate),
+            None => {}
         }
-        self.tat = tat + self.interval;
-        Ok(())
+        self.last = Some(now);
+        self.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            TimeDelta::from_std(wait)
+                .ok()
+                .and_then(|wait| now.checked_add_signed(wait))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        })
     }
 }
+
+/// Far longer than any wait the limiter can ask for.
+const MAX_STEP: Duration = Duration::from_secs(86_400);
 
 #[cfg(test)]
 mod tests {
