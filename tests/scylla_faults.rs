@@ -62,6 +62,12 @@ async fn redirects_survive_a_store_outage_and_nothing_queued_is_lost() {
     })
     .await;
     assert_eq!(ready.body["status"], "not_ready");
+    // Nothing of the driver's error (hosts, addresses) reaches the caller.
+    assert_eq!(
+        ready.body["reason"], "store unreachable",
+        "{:?}",
+        ready.body
+    );
     // Past the cache TTL the link cannot be re-read: the cached copy answers.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for _ in 0..50 {

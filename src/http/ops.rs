@@ -12,6 +12,7 @@ use axum::{
 use serde_json::json;
 
 use super::SharedState;
+use crate::metrics::events::{StoreFailed, StoreOp};
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
@@ -30,10 +31,15 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     }
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": e.to_string() })),
-        ),
+        // The driver's text (hosts, addresses) is for the log, not for anyone
+        // who can reach the probe.
+        Ok(Err(e)) => {
+            StoreFailed::new(StoreOp::Ping, &e).emit();
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "not_ready", "reason": "store unreachable" })),
+            )
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "not_ready", "reason": "store did not answer within 2s" })),

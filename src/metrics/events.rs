@@ -25,10 +25,12 @@ pub enum StoreOp {
     MarkExpired,
     /// Any store call made while answering an API request.
     Api,
+    /// The readiness probe's ping.
+    Ping,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 11] = [
+    pub const ALL: [StoreOp; 12] = [
         StoreOp::GetLink,
         StoreOp::UpdateLink,
         StoreOp::RecordClicks,
@@ -40,6 +42,7 @@ impl StoreOp {
         StoreOp::DueExpiries,
         StoreOp::MarkExpired,
         StoreOp::Api,
+        StoreOp::Ping,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl StoreOp {
             StoreOp::DueExpiries => "due_expiries",
             StoreOp::MarkExpired => "mark_expired",
             StoreOp::Api => "api",
+            StoreOp::Ping => "ping",
         }
     }
 }
