@@ -124,6 +124,20 @@ async fn endpoint(node: &TestServer, key: &str, url: String, events: Value) -> U
         .expect("endpoint id")
 }
 
+/// Makes a link through `node` and waits out the contract's propagation bound
+/// (1 s), so every node serves it.
+async fn link_everywhere(
+    node: &TestServer,
+    key: &str,
+    code: &str,
+    destination: &str,
+    since: Instant,
+) {
+    node.link(key, json!({"destination": destination, "code": code}))
+        .await;
+    tokio::time::sleep_until(since + PROPAGATION).await;
+}
+
 async fn total_leases(nodes: &[&Node]) -> f64 {
     let mut sum = 0.0;
     for node in nodes {
@@ -162,13 +176,7 @@ async fn three_nodes_share_one_keyspace() {
     let rx = Receiver::start().await;
     let created = Instant::now();
     endpoints.push(endpoint(&a.api, &key, rx.url("/s1"), json!(["link.clicked"])).await);
-    a.api
-        .link(
-            &key,
-            json!({"destination": "https://example.com/one", "code": "one"}),
-        )
-        .await;
-    tokio::time::sleep_until(created + PROPAGATION).await;
+    link_everywhere(&a.api, &key, "one", "https://example.com/one", created).await;
     for i in 0..50 {
         let node = if i % 2 == 0 { &b } else { &c };
         let ip = format!("192.0.2.{i}");
@@ -220,13 +228,7 @@ async fn three_nodes_share_one_keyspace() {
     let gone = endpoint(&a.api, &beta, rx.url("/gone"), json!(["link.clicked"])).await;
     endpoints.push(endpoint(&a.api, &beta, rx.url("/stay"), json!(["link.clicked"])).await);
     let created = Instant::now();
-    a.api
-        .link(
-            &beta,
-            json!({"destination": "https://example.com/b", "code": "b1"}),
-        )
-        .await;
-    tokio::time::sleep_until(created + PROPAGATION).await;
+    link_everywhere(&a.api, &beta, "b1", "https://example.com/b", created).await;
     let nodes = [&a, &b, &c];
     for node in nodes {
         node.api.visit("/b1", &[]).await;
@@ -254,13 +256,7 @@ async fn three_nodes_share_one_keyspace() {
 
     // 4. 300 clicks from one /24 round-robin: disabled at the one-node threshold.
     let created = Instant::now();
-    a.api
-        .link(
-            &key,
-            json!({"destination": "https://example.com/hot", "code": "hot"}),
-        )
-        .await;
-    tokio::time::sleep_until(created + PROPAGATION).await;
+    link_everywhere(&a.api, &key, "hot", "https://example.com/hot", created).await;
     let mut pace = tokio::time::interval(Duration::from_millis(40));
     let (mut redirected, mut gone_in_a_row) = (0, 0);
     for i in 0..300 {
