@@ -4,7 +4,6 @@ use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::HeaderValue;
 use relurl::{
     clicks::enrich::{GeoIp, RawClick, enrich},
     fraud::window::{FraudWindows, WindowKey},
@@ -17,11 +16,11 @@ fn enrichment(c: &mut Criterion) {
     let raw = RawClick {
         at: Utc::now(),
         peer: "10.1.2.3".parse().expect("ip"),
-        user_agent: Some(HeaderValue::from_static(
-            "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
-        )),
-        referrer: Some(HeaderValue::from_static("https://t.co/abc")),
-        forwarded_for: Some(HeaderValue::from_static("203.0.113.7, 10.0.0.9")),
+        user_agent: Box::from(
+            &b"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36"[..],
+        ),
+        referrer: Box::from(&b"https://t.co/abc"[..]),
+        forwarded_for: Box::from(&b"203.0.113.7, 10.0.0.9"[..]),
     };
     c.bench_function("enrich_click", |b| {
         b.iter(|| enrich("abc1234", &raw, &trusted, &geo))

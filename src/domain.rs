@@ -296,7 +296,9 @@ pub fn validate_tags(tags: &[String]) -> Result<(), TagError> {
     Ok(())
 }
 
-/// Appends the incoming query string to a destination, merging with its own.
+/// Appends the incoming query string to a destination, merging with its own;
+/// bytes a URI query may not hold (non-ASCII, `{}|^` and the like, a `%` not
+/// starting an escape) are percent-encoded.
 pub fn destination_with_query(destination: &str, query: &str) -> String {
     if query.is_empty() {
         return destination.to_string();
@@ -314,12 +316,35 @@ pub fn destination_with_query(destination: &str, query: &str) -> String {
     } else {
         out.push('?');
     }
-    out.push_str(query);
+    push_query_encoded(&mut out, query);
     if let Some(f) = fragment {
         out.push('#');
         out.push_str(f);
     }
     out
+}
+
+fn push_query_encoded(out: &mut String, query: &str) {
+    let bytes = query.as_bytes();
+    let escape_at = |i: usize| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    };
+    for (i, &b) in bytes.iter().enumerate() {
+        // RFC 3986 query: unreserved, sub-delims, ":@/?", and "%" HEXDIG HEXDIG.
+        let allowed = b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=:@/?".contains(&b)
+            || (b == b'%' && escape_at(i));
+        if allowed {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -384,5 +409,15 @@ mod tests {
             destination_with_query("https://e.com/", ""),
             "https://e.com/"
         );
+    }
+
+    #[test]
+    fn appended_queries_are_percent_encoded() {
+        let with = |q| destination_with_query("https://e.com/p", q);
+        assert_eq!(with("q=é✓"), "https://e.com/p?q=%C3%A9%E2%9C%93");
+        assert_eq!(with("a=%"), "https://e.com/p?a=%25");
+        assert_eq!(with("a={}|^`"), "https://e.com/p?a=%7B%7D%7C%5E%60");
+        assert_eq!(with("a=%41&b=%zz"), "https://e.com/p?a=%41&b=%25zz");
+        assert_eq!(with("a=1/2?x:y@z&c=d"), "https://e.com/p?a=1/2?x:y@z&c=d");
     }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Click, Location},
+    metrics::events::ForwardedForIgnored,
     net::{self, Cidr},
 };
 
@@ -165,27 +166,115 @@ impl GeoIp {
     }
 }
 
-/// A click as the redirect handler saw it: nothing parsed yet.
+/// Bytes of `User-Agent` kept with a click.
+pub const MAX_USER_AGENT: usize = 512;
+/// Bytes of `Referer` kept with a click.
+pub const MAX_REFERRER: usize = 2048;
+/// Bytes of `X-Forwarded-For` kept (its right end: the entries proxies added).
+pub const MAX_FORWARDED_FOR: usize = 1024;
+
+/// A click as the redirect handler saw it: nothing parsed yet. Header values
+/// are owned, truncated copies: hyper's header values share the whole request
+/// head buffer, which a queued click must not keep alive.
 #[derive(Debug)]
 pub struct RawClick {
     pub at: DateTime<Utc>,
     pub peer: IpAddr,
-    pub user_agent: Option<http::HeaderValue>,
-    pub referrer: Option<http::HeaderValue>,
-    pub forwarded_for: Option<http::HeaderValue>,
+    /// Empty when absent.
+    pub user_agent: Box<[u8]>,
+    pub referrer: Box<[u8]>,
+    /// Every `X-Forwarded-For` line, joined with `,`.
+    pub forwarded_for: Box<[u8]>,
 }
 
-fn header_text(value: Option<&http::HeaderValue>) -> String {
-    value
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default()
+impl RawClick {
+    pub fn from_headers(at: DateTime<Utc>, peer: IpAddr, headers: &http::HeaderMap) -> Self {
+        let head = |name, max| {
+            headers
+                .get(name)
+                .map_or_else(Box::default, |v| Box::from(utf8_prefix(v.as_bytes(), max)))
+        };
+        Self {
+            at,
+            peer,
+            user_agent: head(http::header::USER_AGENT, MAX_USER_AGENT),
+            referrer: head(http::header::REFERER, MAX_REFERRER),
+            forwarded_for: forwarded_tail(
+                headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(http::HeaderValue::as_bytes),
+                MAX_FORWARDED_FOR,
+            ),
+        }
+    }
+}
+
+/// At most `max` bytes from the start, not splitting a UTF-8 character.
+fn utf8_prefix(bytes: &[u8], max: usize) -> &[u8] {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut cut = max;
+    // Back over continuation bytes (at most three) to a character start.
+    while cut > max.saturating_sub(3) && bytes.get(cut).is_some_and(|b| b & 0xC0 == 0x80) {
+        cut -= 1;
+    }
+    &bytes[..cut]
+}
+
+/// The lines joined with `,`, keeping at most `max` bytes from the right and
+/// only whole entries: a cut entry (`3.0.113.7` of `203.0.113.7`) could read
+/// as another address.
+pub fn forwarded_tail<'a>(lines: impl Iterator<Item = &'a [u8]>, max: usize) -> Box<[u8]> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut cut = false;
+    for line in lines {
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        let start = line.len().saturating_sub(max);
+        if start > 0 {
+            out.clear();
+            cut = true;
+        }
+        out.extend_from_slice(&line[start..]);
+        if out.len() > max {
+            out.drain(..out.len() - max);
+            cut = true;
+        }
+    }
+    if cut {
+        match out.iter().position(|&b| b == b',') {
+            Some(comma) => drop(out.drain(..=comma)),
+            None => out.clear(),
+        }
+    }
+    out.into_boxed_slice()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A loopback, private or link-local peer: likely a proxy in front of us.
+fn is_internal(ip: IpAddr) -> bool {
+    match net::canonical(ip) {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+    }
 }
 
 pub fn enrich(code: &str, raw: &RawClick, trusted_proxies: &[Cidr], geo: &GeoIp) -> Click {
-    let forwarded = raw.forwarded_for.as_ref().and_then(|v| v.to_str().ok());
+    if trusted_proxies.is_empty() && !raw.forwarded_for.is_empty() && is_internal(raw.peer) {
+        ForwardedForIgnored { peer: raw.peer }.emit();
+    }
+    // Bytes, lossily: an invalid entry is garbled (and stops the walk), the rest still count.
+    let forwarded = String::from_utf8_lossy(&raw.forwarded_for);
+    let forwarded = (!forwarded.is_empty()).then_some(&*forwarded);
     let ip = net::client_ip(raw.peer, forwarded, trusted_proxies);
-    let user_agent = header_text(raw.user_agent.as_ref());
-    let referrer = header_text(raw.referrer.as_ref());
+    let user_agent = text(&raw.user_agent);
+    let referrer = text(&raw.referrer);
     let agent = classify_agent(&user_agent);
     Click {
         id: Uuid::now_v7(),
@@ -240,6 +329,49 @@ mod tests {
         assert!(classify_agent("curl/8.5.0").is_bot);
         assert!(classify_agent("").is_bot);
         assert_eq!(classify_agent("SomethingWeird/1.0").device, "other");
+    }
+
+    #[test]
+    fn header_copies_are_truncated_on_character_boundaries() {
+        assert_eq!(utf8_prefix(b"abc", 5), b"abc");
+        assert_eq!(utf8_prefix("aé".as_bytes(), 2), b"a");
+        assert_eq!(utf8_prefix("a✓".as_bytes(), 3), b"a");
+        assert_eq!(utf8_prefix(&[0xff; 10], 4).len(), 4);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::USER_AGENT, "u".repeat(5000).parse().unwrap());
+        let raw = RawClick::from_headers(Utc::now(), "127.0.0.1".parse().unwrap(), &headers);
+        assert_eq!(raw.user_agent.len(), MAX_USER_AGENT);
+        assert!(raw.referrer.is_empty() && raw.forwarded_for.is_empty());
+    }
+
+    #[test]
+    fn forwarded_for_keeps_whole_entries_from_the_right() {
+        let tail = |lines: &[&str], max| {
+            let kept = forwarded_tail(lines.iter().map(|l| l.as_bytes()), max);
+            String::from_utf8(kept.into_vec()).unwrap()
+        };
+        assert_eq!(tail(&["1.1.1.1", "2.2.2.2"], 64), "1.1.1.1,2.2.2.2");
+        assert_eq!(tail(&["1.1.1.1, 203.0.113.7"], 12), "");
+        assert_eq!(tail(&["1.1.1.1", "203.0.113.7"], 14), "203.0.113.7");
+        assert_eq!(tail(&["x".repeat(5000).as_str(), "9.9.9.9"], 20), "9.9.9.9");
+        assert_eq!(tail(&[], 20), "");
+    }
+
+    #[test]
+    fn garbage_forwarded_for_falls_back_to_the_last_trusted_hop() {
+        let proxy: Cidr = "127.0.0.1".parse().unwrap();
+        let raw = |xff: &[u8]| RawClick {
+            at: Utc::now(),
+            peer: "127.0.0.1".parse().unwrap(),
+            user_agent: Box::default(),
+            referrer: Box::default(),
+            forwarded_for: xff.into(),
+        };
+        let geo = GeoIp::built_in();
+        let ip = |xff: &[u8]| enrich("c", &raw(xff), &[proxy], &geo).ip.to_string();
+        assert_eq!(ip(b"\xff\xfe, 203.0.113.7"), "203.0.113.7");
+        assert_eq!(ip(b"203.0.113.7, \xff"), "127.0.0.1");
+        assert_eq!(ip(b""), "127.0.0.1");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`redirect`]: the hot path.
 //! - [`links`], [`accounts`]: the `/v1` API; [`auth`]: bearer tokens.
 //! - [`ops`]: health, readiness, metrics. [`error`]: the JSON error shape.
+//! - [`limits`]: idle connections, head and body sizes, body deadline.
 //! - [`json`]: page parameters, listings and timestamps the `/v1` handlers share.
 
 pub mod accounts;
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod fraud;
 pub mod json;
+pub mod limits;
 pub mod links;
 pub mod ops;
 pub mod redirect;
@@ -23,18 +25,18 @@ use axum::{
     body::Body,
     extract::{FromRequest, MatchedPath, Request},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tower::ServiceExt;
 
 use crate::{
@@ -42,7 +44,10 @@ use crate::{
     config::Config,
     fraud::FraudHandle,
     link_cache::LinkCache,
-    metrics::{RedirectMetrics, events::AcceptFailed},
+    metrics::{
+        RedirectMetrics,
+        events::{AcceptFailed, ConnectionRefused},
+    },
     store::SharedStore,
     webhooks::{Fanout, WebhookDirectory, supervisor::SupervisorMsg},
 };
@@ -102,6 +107,10 @@ pub fn router(state: SharedState) -> Router {
         )
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::bounded_body,
+        ))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
@@ -141,15 +150,35 @@ fn route_label(template: &str) -> &'static str {
 }
 
 /// Accepts connections until `shutdown` resolves, then lets in-flight requests
-/// finish (up to `grace`) before returning.
+/// finish (up to `grace`) before returning. At `server.max_connections` open
+/// connections a new one is accepted and closed at once (counted), so the
+/// listener's backlog never fills with clients we will not serve.
 pub async fn serve(
     listener: TcpListener,
     state: SharedState,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
+    let limits = &state.config.server;
+    if limits.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "server.trusted_proxies is empty: X-Forwarded-For is ignored and clicks behind a proxy or load balancer all count as its address"
+        );
+    }
     let router = router(state.clone());
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper silently ignores its header timeout.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits::hyper_buffer(limits.max_header_bytes));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let idle_timeout = limits.idle_timeout;
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -165,16 +194,26 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            ConnectionRefused { peer }.emit();
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let router = router.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             dispatch(state.clone(), router.clone(), request, peer)
         });
+        let io = TokioIo::new(limits::IdleIo::new(stream, idle_timeout));
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
-        tokio::spawn(graceful.watch(connection));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -191,37 +230,37 @@ async fn dispatch(
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response, Infallible> {
-    if let Some(code) = redirect::redirect_code(&request) {
-        let code = code.to_owned();
-        return Ok(redirect::handle(&state, &code, request, peer).await);
+    // hyper answers heads past its buffer itself; the rest get the JSON shape here.
+    if let Err(e) = limits::check_head(&request, state.config.server.max_header_bytes) {
+        return Ok(e.into_response());
+    }
+    if let Some(code) = redirect::redirect_code(request.uri().path()) {
+        let method = request.method();
+        if method == http::Method::GET || method == http::Method::HEAD {
+            return Ok(redirect::handle(&state, &code, &request, peer).await);
+        }
+        let mut response = ApiError::method_not_allowed().into_response();
+        response.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
+        return Ok(response);
     }
     let request = request.map(Body::new);
     router.oneshot(request).await
 }
 
-/// A JSON body: size-limited (413), parsed (400 for bad JSON), typed (422
-/// naming the field that did not fit).
+/// A JSON body: size-limited (413, by the router's layer), parsed (400 for
+/// bad JSON), typed (422 naming the field that did not fit).
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<SharedState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &SharedState) -> Result<Self, ApiError> {
-        let limit = state.config.server.max_body_bytes;
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::too_large(limit));
-        }
-        let body = http_body_util::Limited::new(request.into_body(), limit);
-        let bytes = match body.collect().await {
+    async fn from_request(request: Request, _state: &SharedState) -> Result<Self, ApiError> {
+        // The router's `limits::bounded_body` already read the body within its size and time.
+        let bytes = match request.into_body().collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(ApiError::too_large(limit));
-            }
             Err(e) => return Err(ApiError::malformed(format!("could not read body: {e}"))),
         };
         parse_json(&bytes).map(JsonBody)

@@ -1,7 +1,7 @@
 //! The hot path: `GET|HEAD /{code}`. A cache lookup, the answer, and a
 //! non-blocking hand-off of the raw click to its shard; nothing else.
 
-use std::{net::SocketAddr, time::Instant};
+use std::{borrow::Cow, net::SocketAddr, time::Instant};
 
 use axum::{body::Body, response::IntoResponse};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -16,19 +16,43 @@ use crate::{
 
 const CACHE_CONTROL_VALUE: HeaderValue = HeaderValue::from_static("private, max-age=0");
 
-/// The code when this request is a redirect (`GET|HEAD /{code}`, not a reserved word).
-pub fn redirect_code<B>(request: &Request<B>) -> Option<&str> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return None;
+/// The code when `path` is a redirect's (`/{code}`, not a reserved word).
+/// Percent-encoded unreserved characters are decoded (`/%71x` is `/qx`); any
+/// other encoding makes the path not a code.
+pub fn redirect_code(path: &str) -> Option<Cow<'_, str>> {
+    let code = decode_unreserved(path.strip_prefix('/')?)?;
+    (is_code_shaped(&code) && !RESERVED_CODES.contains(&&*code)).then_some(code)
+}
+
+fn decode_unreserved(raw: &str) -> Option<Cow<'_, str>> {
+    if !raw.contains('%') {
+        return Some(Cow::Borrowed(raw));
     }
-    let code = request.uri().path().strip_prefix('/')?;
-    (is_code_shaped(code) && !RESERVED_CODES.contains(&code)).then_some(code)
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            out.push(char::from(b));
+            i += 1;
+            continue;
+        }
+        let value = hex(*bytes.get(i + 1)?)? * 16 + hex(*bytes.get(i + 2)?)?;
+        let c = char::from_u32(value)?;
+        if !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')) {
+            return None;
+        }
+        out.push(c);
+        i += 3;
+    }
+    Some(Cow::Owned(out))
 }
 
 pub async fn handle<B>(
     state: &AppState,
     code: &str,
-    request: Request<B>,
+    request: &Request<B>,
     peer: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -55,14 +79,8 @@ pub async fn handle<B>(
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 // HEAD is a probe (previews, checkers), not a visit.
                 if request.method() == Method::GET {
-                    let h = request.headers();
-                    let raw = RawClick {
-                        at: now,
-                        peer: peer.ip(),
-                        user_agent: h.get(header::USER_AGENT).cloned(),
-                        referrer: h.get(header::REFERER).cloned(),
-                        forwarded_for: h.get("x-forwarded-for").cloned(),
-                    };
+                    // Owned, truncated copies: a queued click must not pin the request head.
+                    let raw = RawClick::from_headers(now, peer.ip(), request.headers());
                     state.clicks.record(link, raw).await;
                 }
                 response
@@ -88,4 +106,22 @@ fn with_no_store(mut response: Response<Body>) -> Response<Body> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, CACHE_CONTROL_VALUE);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encoded_unreserved_characters_are_decoded() {
+        assert_eq!(redirect_code("/qtest").as_deref(), Some("qtest"));
+        assert_eq!(redirect_code("/%71test").as_deref(), Some("qtest"));
+        assert_eq!(redirect_code("/%2D%5f").as_deref(), Some("-_"));
+        // Not unreserved, not hex, cut short, or a reserved word once decoded.
+        for path in [
+            "/%2Ftest", "/%20x", "/%zz", "/%7", "/%C3%A9", "/%761", "/%2E",
+        ] {
+            assert_eq!(redirect_code(path), None, "{path}");
+        }
+    }
 }

@@ -70,6 +70,8 @@ pub(super) fn register() {
     }
     for name in [
         HTTP_ACCEPT_ERRORS,
+        HTTP_CONNECTIONS_REFUSED,
+        CLICKS_FORWARDED_FOR_IGNORED,
         CACHE_STALE,
         CLICKS_FLUSH_ERRORS,
         SHARD_RESTARTS,
@@ -230,6 +232,39 @@ impl AcceptFailed<'_> {
     pub fn emit(self) {
         counter!(HTTP_ACCEPT_ERRORS).increment(1);
         tracing::warn!(error = %self.error, "accept failed");
+    }
+}
+
+/// A connection closed on arrival: `server.max_connections` are open. Logged
+/// at debug only: under a flood the count is the signal, not a line each.
+pub struct ConnectionRefused {
+    pub peer: std::net::SocketAddr,
+}
+
+impl ConnectionRefused {
+    pub fn emit(self) {
+        counter!(HTTP_CONNECTIONS_REFUSED).increment(1);
+        tracing::debug!(peer = %self.peer, "connection refused: server.max_connections open");
+    }
+}
+
+/// A click from a private or loopback peer (a proxy, likely) carried
+/// `X-Forwarded-For`, but `server.trusted_proxies` is empty, so the proxy's
+/// address is taken as the client's. Warned once; counted every time.
+pub struct ForwardedForIgnored {
+    pub peer: std::net::IpAddr,
+}
+
+impl ForwardedForIgnored {
+    pub fn emit(self) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        counter!(CLICKS_FORWARDED_FOR_IGNORED).increment(1);
+        WARNED.call_once(|| {
+            tracing::warn!(
+                peer = %self.peer,
+                "click from a private peer carries X-Forwarded-For but server.trusted_proxies is empty: clicks count as the proxy's address"
+            );
+        });
     }
 }
 

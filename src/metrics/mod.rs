@@ -42,6 +42,10 @@ declare! {
         "HTTP requests by route and status";
     HTTP_ACCEPT_ERRORS: Counter = "relurl_http_accept_errors_total",
         "connections the listener failed to accept";
+    HTTP_CONNECTIONS_REFUSED: Counter = "relurl_http_connections_refused_total",
+        "connections closed at once because server.max_connections were open";
+    CLICKS_FORWARDED_FOR_IGNORED: Counter = "relurl_clicks_forwarded_for_ignored_total",
+        "clicks from private or loopback peers carrying X-Forwarded-For while server.trusted_proxies is empty";
     REDIRECT_LATENCY: Histogram = "relurl_redirect_latency_seconds",
         "time to answer a redirect";
     REDIRECT_RESPONSES: Counter = "relurl_redirect_responses_total",
