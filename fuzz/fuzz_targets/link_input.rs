@@ -1,0 +1,39 @@
+//! A link as customers' code sends it: the JSON body of `POST /v1/links`, then
+//! every check its strings go through, then the query appended at redirect.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use relurl::{
+    domain::{destination_with_query, validate_code, validate_destination, validate_tags},
+    http::{links::NewLink, parse_json},
+};
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    // The typed parse must answer an error, never panic.
+    let _ = parse_json::<NewLink>(data);
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    if let Some(Value::String(code)) = body.get("code") {
+        let _ = validate_code(code);
+    }
+    if let Some(Value::Array(tags)) = body.get("tags") {
+        let tags: Vec<String> = tags
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect();
+        let _ = validate_tags(&tags);
+    }
+    if let Some(Value::String(destination)) = body.get("destination")
+        && validate_destination(destination).is_ok()
+    {
+        let query = body.get("query").and_then(Value::as_str).unwrap_or("a=1");
+        let location = destination_with_query(destination, query);
+        // What reaches the Location header must be a valid header value.
+        assert!(
+            http::HeaderValue::from_str(&location).is_ok(),
+            "Location not a header value: {location:?}"
+        );
+    }
+});
