@@ -1,14 +1,14 @@
 //! `/v1/links`: create, list, read, change, delete links and page their clicks.
 //! Every change goes store first, then cache, then the event bus.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::{Json, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::json::{PageParams, listing, page_json, timestamp};
+use super::json::{PageParams, Query, listing, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     cluster::feed::ChangeKind,

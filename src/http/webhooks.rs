@@ -1,7 +1,7 @@
 //! `/v1/webhooks`: endpoints (create, list, read, change, delete), secret
 //! rotation, test events, the attempts log and retries of failed deliveries.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::{Json, http::StatusCode};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::json::{PageParams, listing, page_json, timestamp};
+use super::json::{PageParams, Query, page_in_memory, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     cluster::feed::ChangeKind,
@@ -196,9 +196,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }
 
-pub async fn list(Caller { account, state }: Caller) -> ApiResult<Json<Value>> {
+pub async fn list(
+    Caller { account, state }: Caller,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<Value>> {
+    let paging = params.paging()?;
+    // At most `max_endpoints_per_account`: paged in memory, oldest first.
     let endpoints = state.store.list_endpoints(account).await?;
-    Ok(listing(endpoints.iter().map(endpoint_json).collect(), None))
+    let page = page_in_memory(endpoints, &paging, |e| e.id.to_string());
+    Ok(page_json(page, endpoint_json))
 }
 
 pub async fn read(
