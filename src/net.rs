@@ -184,8 +184,8 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
 /// (::/96, which also holds :: and ::1) or well-known NAT64 (64:ff9b::/96) address.
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let carries_v4 = s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff)
-        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let carries_v4 =
+        s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
     let [.., a, b, c, d] = v6.octets();
     carries_v4.then(|| Ipv4Addr::new(a, b, c, d))
 }
@@ -326,7 +326,13 @@ mod tests {
             "240.0.0.1",
             "255.255.255.255",
         ]);
-        allowed(&["8.8.8.8", "100.128.0.1", "172.32.0.1", "198.20.0.1", "1.1.1.1"]);
+        allowed(&[
+            "8.8.8.8",
+            "100.128.0.1",
+            "172.32.0.1",
+            "198.20.0.1",
+            "1.1.1.1",
+        ]);
     }
 
     #[test]
@@ -338,13 +344,24 @@ mod tests {
 
     #[test]
     fn teredo_and_ietf_protocol_assignments_are_forbidden() {
-        forbidden(&["2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:2::1", "2001:10::1", "2001:1ff::1"]);
+        forbidden(&[
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:1ff::1",
+        ]);
         allowed(&["2001:200::1", "2001:4860:4860::8888"]);
     }
 
     #[test]
     fn ipv4_mapped_addresses_are_judged_by_their_ipv4_address() {
-        forbidden(&["::ffff:10.0.0.1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0"]);
+        forbidden(&[
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:0.0.0.0",
+        ]);
         allowed(&["::ffff:8.8.8.8"]);
         // IPv4-compatible (deprecated) too, which covers :: and ::1.
         forbidden(&["::", "::1", "::10.0.0.1"]);

@@ -223,7 +223,10 @@ async fn unknown_disabled_and_expired_links() {
     // An expiry already past is refused (input_validation.rs); a near one passes.
     let near = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
     server
-        .link(&key, json!({"destination": "https://example.com", "code": "old", "expires_at": near}))
+        .link(
+            &key,
+            json!({"destination": "https://example.com", "code": "old", "expires_at": near}),
+        )
         .await;
     common::eventually(|| async {
         (server.visit("/old", &[]).await.status == StatusCode::GONE).then_some(())

@@ -114,7 +114,7 @@ fn compose_keeps_cql_local_and_requires_the_admin_token() {
             if spec.ends_with(":9042") {
                 assert!(
                     spec.starts_with("127.0.0.1:"),
-                    "{name} publishes CQL on every interface: {spec}"
+                    "{name:?} publishes CQL on every interface: {spec}"
                 );
             }
         }
@@ -159,7 +159,10 @@ async fn image_healthcheck_asks_readyz() {
         }
     };
     let server = TestServer::start("").await;
-    assert!(run(server.addr.port()).await, "healthy server reported unhealthy");
+    assert!(
+        run(server.addr.port()).await,
+        "healthy server reported unhealthy"
+    );
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{ADMIN, Reply, TestServer};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Private targets allowed, so webhook URLs need no DNS.
@@ -21,6 +21,20 @@ fn refused(reply: &Reply, status: StatusCode, field: &str) {
     );
 }
 
+/// Sends `body` with `method` and expects a 422 naming `field`.
+async fn refuses(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Value,
+    field: &str,
+) -> Reply {
+    let reply = server.call(method, path, Some(key), Some(body)).await;
+    refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, field);
+    reply
+}
+
 async fn endpoint(server: &TestServer, key: &str, body: Value) -> String {
     let reply = server.post("/v1/webhooks", Some(key), body).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
@@ -33,14 +47,15 @@ async fn destination_ports_out_of_range_are_refused() {
     let key = server.account("acme").await;
     for port in ["99999999999", "65536", "70000", "0"] {
         let destination = format!("https://a.example:{port}/");
-        let reply = server
-            .post(
-                "/v1/links",
-                Some(&key),
-                json!({ "destination": destination }),
-            )
-            .await;
-        refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, "destination");
+        let reply = refuses(
+            &server,
+            Method::POST,
+            "/v1/links",
+            &key,
+            json!({ "destination": destination }),
+            "destination",
+        )
+        .await;
         assert!(
             reply.body["error"]["message"]
                 .as_str()
@@ -56,14 +71,15 @@ async fn destination_ports_out_of_range_are_refused() {
         .await;
     for port in ["65536", "70000", "99999999999"] {
         let destination = format!("https://a.example:{port}/");
-        let reply = server
-            .patch(
-                "/v1/links/p",
-                Some(&key),
-                json!({ "destination": destination }),
-            )
-            .await;
-        refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, "destination");
+        refuses(
+            &server,
+            Method::PATCH,
+            "/v1/links/p",
+            &key,
+            json!({ "destination": destination }),
+            "destination",
+        )
+        .await;
     }
 }
 
@@ -72,14 +88,15 @@ async fn webhook_url_ports_out_of_range_are_refused() {
     let server = TestServer::start("").await;
     let key = server.account("acme").await;
     for url in ["http://8.8.8.8:65536/", "http://8.8.8.8:0/"] {
-        let reply = server
-            .post(
-                "/v1/webhooks",
-                Some(&key),
-                json!({"url": url, "events": ["*"]}),
-            )
-            .await;
-        refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, "url");
+        refuses(
+            &server,
+            Method::POST,
+            "/v1/webhooks",
+            &key,
+            json!({"url": url, "events": ["*"]}),
+            "url",
+        )
+        .await;
     }
     let id = endpoint(
         &server,
@@ -87,14 +104,15 @@ async fn webhook_url_ports_out_of_range_are_refused() {
         json!({"url": "http://8.8.8.8:8080/", "events": ["*"]}),
     )
     .await;
-    let reply = server
-        .patch(
-            &format!("/v1/webhooks/{id}"),
-            Some(&key),
-            json!({"url": "http://8.8.8.8:65536/"}),
-        )
-        .await;
-    refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, "url");
+    refuses(
+        &server,
+        Method::PATCH,
+        &format!("/v1/webhooks/{id}"),
+        &key,
+        json!({"url": "http://8.8.8.8:65536/"}),
+        "url",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -110,18 +128,24 @@ async fn expires_at_must_be_strict_rfc3339() {
         "-0001-01-01T00:00:00Z",
         "2099-06-30T23:59:60Z",
     ] {
-        let create = server
-            .post(
-                "/v1/links",
-                Some(&key),
-                json!({"destination": "https://e.com/", "expires_at": at}),
-            )
-            .await;
-        refused(&create, StatusCode::UNPROCESSABLE_ENTITY, "expires_at");
-        let patch = server
-            .patch("/v1/links/t", Some(&key), json!({ "expires_at": at }))
-            .await;
-        refused(&patch, StatusCode::UNPROCESSABLE_ENTITY, "expires_at");
+        refuses(
+            &server,
+            Method::POST,
+            "/v1/links",
+            &key,
+            json!({"destination": "https://e.com/", "expires_at": at}),
+            "expires_at",
+        )
+        .await;
+        refuses(
+            &server,
+            Method::PATCH,
+            "/v1/links/t",
+            &key,
+            json!({ "expires_at": at }),
+            "expires_at",
+        )
+        .await;
     }
     let fine = server
         .patch(
@@ -143,14 +167,15 @@ async fn expires_at_in_the_past_is_refused() {
     let server = TestServer::start("").await;
     let key = server.account("acme").await;
     let past = "2001-01-01T00:00:00Z";
-    let create = server
-        .post(
-            "/v1/links",
-            Some(&key),
-            json!({"destination": "https://e.com/", "code": "old", "expires_at": past}),
-        )
-        .await;
-    refused(&create, StatusCode::UNPROCESSABLE_ENTITY, "expires_at");
+    refuses(
+        &server,
+        Method::POST,
+        "/v1/links",
+        &key,
+        json!({"destination": "https://e.com/", "code": "old", "expires_at": past}),
+        "expires_at",
+    )
+    .await;
     // Nothing was made.
     assert_eq!(
         server.visit("/old", &[]).await.status,
@@ -159,10 +184,15 @@ async fn expires_at_in_the_past_is_refused() {
     server
         .link(&key, json!({"destination": "https://e.com/", "code": "t"}))
         .await;
-    let patch = server
-        .patch("/v1/links/t", Some(&key), json!({ "expires_at": past }))
-        .await;
-    refused(&patch, StatusCode::UNPROCESSABLE_ENTITY, "expires_at");
+    refuses(
+        &server,
+        Method::PATCH,
+        "/v1/links/t",
+        &key,
+        json!({ "expires_at": past }),
+        "expires_at",
+    )
+    .await;
     assert_eq!(server.visit("/t", &[]).await.status, StatusCode::FOUND);
 }
 
@@ -183,18 +213,24 @@ async fn tags_are_deduplicated_and_plain() {
     assert_eq!(patched.status, StatusCode::OK, "{:?}", patched.body);
     assert_eq!(patched.body["tags"], json!(["z", "y"]));
     for bad in ["a\u{0}b", "a\nb", "\u{7}", "\u{202E}fdp.exe", "\u{2066}x"] {
-        let create = server
-            .post(
-                "/v1/links",
-                Some(&key),
-                json!({"destination": "https://e.com/", "tags": [bad]}),
-            )
-            .await;
-        refused(&create, StatusCode::UNPROCESSABLE_ENTITY, "tags");
-        let patch = server
-            .patch("/v1/links/t", Some(&key), json!({ "tags": [bad] }))
-            .await;
-        refused(&patch, StatusCode::UNPROCESSABLE_ENTITY, "tags");
+        refuses(
+            &server,
+            Method::POST,
+            "/v1/links",
+            &key,
+            json!({"destination": "https://e.com/", "tags": [bad]}),
+            "tags",
+        )
+        .await;
+        refuses(
+            &server,
+            Method::PATCH,
+            "/v1/links/t",
+            &key,
+            json!({ "tags": [bad] }),
+            "tags",
+        )
+        .await;
     }
 }
 
@@ -213,22 +249,24 @@ async fn names_and_descriptions_refuse_control_and_bidi_characters() {
             .post("/v1/accounts", Some(ADMIN), json!({ "name": bad }))
             .await;
         refused(&account, StatusCode::UNPROCESSABLE_ENTITY, "name");
-        let create = server
-            .post(
-                "/v1/webhooks",
-                Some(&key),
-                json!({"url": "http://127.0.0.1:9/", "events": ["*"], "description": bad}),
-            )
-            .await;
-        refused(&create, StatusCode::UNPROCESSABLE_ENTITY, "description");
-        let patch = server
-            .patch(
-                &format!("/v1/webhooks/{id}"),
-                Some(&key),
-                json!({ "description": bad }),
-            )
-            .await;
-        refused(&patch, StatusCode::UNPROCESSABLE_ENTITY, "description");
+        refuses(
+            &server,
+            Method::POST,
+            "/v1/webhooks",
+            &key,
+            json!({"url": "http://127.0.0.1:9/", "events": ["*"], "description": bad}),
+            "description",
+        )
+        .await;
+        refuses(
+            &server,
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            &key,
+            json!({ "description": bad }),
+            "description",
+        )
+        .await;
     }
 }
 
@@ -252,30 +290,33 @@ async fn webhook_events_are_known_deduplicated_and_capped() {
     let id = created.body["id"].as_str().unwrap().to_string();
 
     let many_stars = vec!["*"; 10_000];
-    let flood = server
-        .post(
-            "/v1/webhooks",
-            Some(&key),
-            json!({"url": url, "events": many_stars}),
-        )
-        .await;
-    refused(&flood, StatusCode::UNPROCESSABLE_ENTITY, "events");
-    let patch_flood = server
-        .patch(
-            &format!("/v1/webhooks/{id}"),
-            Some(&key),
-            json!({ "events": many_stars }),
-        )
-        .await;
-    refused(&patch_flood, StatusCode::UNPROCESSABLE_ENTITY, "events");
-    let unknown = server
-        .post(
-            "/v1/webhooks",
-            Some(&key),
-            json!({"url": url, "events": ["link.clicked", "link.exploded"]}),
-        )
-        .await;
-    refused(&unknown, StatusCode::UNPROCESSABLE_ENTITY, "events");
+    refuses(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        &key,
+        json!({"url": url, "events": many_stars}),
+        "events",
+    )
+    .await;
+    refuses(
+        &server,
+        Method::PATCH,
+        &format!("/v1/webhooks/{id}"),
+        &key,
+        json!({ "events": many_stars }),
+        "events",
+    )
+    .await;
+    refuses(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        &key,
+        json!({"url": url, "events": ["link.clicked", "link.exploded"]}),
+        "events",
+    )
+    .await;
 
     let stars = server
         .patch(
@@ -295,14 +336,15 @@ async fn webhook_url_over_the_limit_says_it_is_too_long() {
     let server = TestServer::start(PRIVATE_OK).await;
     let key = server.account("acme").await;
     let url = format!("http://127.0.0.1:9/{}", "a".repeat(2100));
-    let reply = server
-        .post(
-            "/v1/webhooks",
-            Some(&key),
-            json!({"url": url, "events": ["*"]}),
-        )
-        .await;
-    refused(&reply, StatusCode::UNPROCESSABLE_ENTITY, "url");
+    let reply = refuses(
+        &server,
+        Method::POST,
+        "/v1/webhooks",
+        &key,
+        json!({"url": url, "events": ["*"]}),
+        "url",
+    )
+    .await;
     let message = reply.body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("too long") && message.contains("2048"),
