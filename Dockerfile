@@ -19,4 +19,8 @@ WORKDIR /var/lib/relurl
 ENV RELURL_SERVER__LISTEN=0.0.0.0:8080 \
     RELURL_STORE__PATH=/var/lib/relurl/data
 EXPOSE 8080
+# Healthy once /readyz answers 200 (store reachable). The slim image has no curl
+# or wget, so bash's /dev/tcp asks.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /readyz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["relurl", "serve", "--config", "/etc/relurl/relurl.toml"]

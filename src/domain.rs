@@ -6,6 +6,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod input;
+pub use input::{
+    MAX_WEBHOOK_URL_BYTES, PortError, Rfc3339, TextError, TimeError, WebhookUrlError,
+    dedup_keep_order, url_port, validate_text, validate_webhook_url,
+};
+
 pub type AccountId = Uuid;
 
 pub const GENERATED_CODE_LEN: usize = 7;
@@ -246,6 +252,8 @@ pub enum DestinationError {
     TooLong,
     #[error("destination must be an absolute http or https URL")]
     NotHttp,
+    #[error("destination {0}")]
+    Port(PortError),
 }
 
 /// Absolute `http`/`https` URL with a host, at most 8 KiB, usable as a header value.
@@ -269,6 +277,7 @@ pub fn validate_destination(url: &str) -> Result<(), DestinationError> {
     if http::Uri::try_from(url).is_err() {
         return Err(DestinationError::NotHttp);
     }
+    url_port(url).map_err(DestinationError::Port)?;
     Ok(())
 }
 
@@ -284,16 +293,23 @@ pub enum TagError {
     TooMany,
     #[error("tags must be 1 to 64 characters")]
     Length,
+    #[error("tags {0}")]
+    Text(TextError),
 }
 
-pub fn validate_tags(tags: &[String]) -> Result<(), TagError> {
+/// The tags to store: repeats dropped (first kept, in order), then checked.
+pub fn normalize_tags(tags: Vec<String>) -> Result<Vec<String>, TagError> {
+    let tags = dedup_keep_order(tags);
     if tags.len() > 32 {
         return Err(TagError::TooMany);
     }
     if tags.iter().any(|t| t.is_empty() || t.chars().count() > 64) {
         return Err(TagError::Length);
     }
-    Ok(())
+    for tag in &tags {
+        validate_text(tag).map_err(TagError::Text)?;
+    }
+    Ok(tags)
 }
 
 /// Appends the incoming query string to a destination, merging with its own;
@@ -389,6 +405,39 @@ mod tests {
         );
         let long = format!("https://example.com/{}", "a".repeat(8200));
         assert_eq!(validate_destination(&long), Err(DestinationError::TooLong));
+        assert!(validate_destination("https://a.example:65535/").is_ok());
+        for port in ["99999999999", "65536", "70000", "0"] {
+            let url = format!("https://a.example:{port}/");
+            assert_eq!(
+                validate_destination(&url),
+                Err(DestinationError::Port(PortError)),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_are_deduplicated_and_plain() {
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            normalize_tags(tags(&["b", "a", "b"])),
+            Ok(tags(&["b", "a"]))
+        );
+        // 40 copies of one tag are one tag, not too many.
+        assert_eq!(normalize_tags(tags(&["x"; 40])), Ok(tags(&["x"])));
+        assert_eq!(
+            normalize_tags(tags(&["a\0"])),
+            Err(TagError::Text(TextError::Control))
+        );
+        assert_eq!(
+            normalize_tags(tags(&["a\nb"])),
+            Err(TagError::Text(TextError::Control))
+        );
+        assert_eq!(
+            normalize_tags(tags(&["\u{202E}txt"])),
+            Err(TagError::Text(TextError::Bidi))
+        );
+        assert_eq!(normalize_tags(tags(&[""])), Err(TagError::Length));
     }
 
     #[test]

@@ -100,6 +100,77 @@ fn compose_file_parses_and_names_files_that_exist() {
     }
 }
 
+/// The database is not published beyond this machine and no relurl service
+/// runs with a token anyone could guess.
+#[test]
+fn compose_keeps_cql_local_and_requires_the_admin_token() {
+    let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    assert!(!text.contains("change-me"), "no default admin token");
+    let compose = compose();
+    let mut relurl_services = 0;
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let spec = port.as_str().expect("ports as strings");
+            if spec.ends_with(":9042") {
+                assert!(
+                    spec.starts_with("127.0.0.1:"),
+                    "{name:?} publishes CQL on every interface: {spec}"
+                );
+            }
+        }
+        if let Some(token) = service["environment"].get("RELURL_AUTH__ADMIN_TOKEN") {
+            assert_eq!(token.as_str(), Some(ADMIN_TOKEN), "{name:?}");
+            relurl_services += 1;
+        }
+    }
+    assert_eq!(relurl_services, 4, "relurl and relurl-1..3");
+}
+
+/// The image's `HEALTHCHECK` command (exec form) as its arguments.
+fn healthcheck_command() -> Vec<String> {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let joined = dockerfile.replace("\\\n", " ");
+    let line = joined
+        .lines()
+        .find(|l| l.starts_with("HEALTHCHECK "))
+        .expect("the image has a HEALTHCHECK");
+    let exec = line.split_once(" CMD ").expect("HEALTHCHECK ... CMD ...").1;
+    serde_json::from_str(exec.trim()).expect("CMD in exec form")
+}
+
+/// The image's healthcheck, run here against a live server in place of the
+/// container's port 8080: healthy when /readyz answers, not when nothing does.
+#[tokio::test]
+async fn image_healthcheck_asks_readyz() {
+    let command = healthcheck_command();
+    assert!(command.iter().any(|a| a.contains("GET /readyz ")));
+    let run = |port: u16| {
+        let args: Vec<String> = command
+            .iter()
+            .map(|a| a.replace("/127.0.0.1/8080", &format!("/127.0.0.1/{port}")))
+            .collect();
+        async move {
+            tokio::process::Command::new(&args[0])
+                .args(&args[1..])
+                .status()
+                .await
+                .expect("healthcheck runs")
+                .success()
+        }
+    };
+    let server = TestServer::start("").await;
+    assert!(
+        run(server.addr.port()).await,
+        "healthy server reported unhealthy"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert!(!run(closed).await, "nothing listening, yet healthy");
+}
+
 /// `--profile cluster`: three relurl nodes on one keyspace behind HAProxy,
 /// which checks /readyz, and whose network the nodes trust for client IPs.
 #[test]

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     cluster::feed::ChangeKind,
-    domain::{Account, random_token},
+    domain::{Account, random_token, validate_text},
 };
 
 #[derive(Deserialize)]
@@ -34,6 +34,7 @@ pub async fn create(
             "name must be 1 to 200 characters",
         ));
     }
+    validate_text(name).map_err(|e| ApiError::validation("name", format!("name {e}")))?;
     let account = Account {
         id: Uuid::now_v7(),
         name: name.to_string(),

@@ -1,9 +1,9 @@
 //! `GET /v1/fraud/incidents`: the caller's links the fraud detector disabled.
 
-use axum::{Json, extract::Query};
+use axum::Json;
 use serde_json::{Value, json};
 
-use super::json::{PageParams, page_json, timestamp};
+use super::json::{PageParams, Query, page_json, timestamp};
 use super::{auth::Caller, error::ApiResult};
 use crate::domain::Incident;
 

@@ -1,20 +1,20 @@
 //! `/v1/links`: create, list, read, change, delete links and page their clicks.
 //! Every change goes store first, then cache, then the event bus.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::{Json, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::json::{PageParams, listing, page_json, timestamp};
+use super::json::{PageParams, Query, listing, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     cluster::feed::ChangeKind,
     domain::{
-        AccountId, Click, Link, REDIRECT_STATUSES, generate_code, validate_code,
-        validate_destination, validate_tags,
+        AccountId, Click, Link, REDIRECT_STATUSES, Rfc3339, generate_code, normalize_tags,
+        validate_code, validate_destination,
     },
     events::{Change, Event},
 };
@@ -24,7 +24,7 @@ use crate::{
 pub struct NewLink {
     destination: String,
     code: Option<String>,
-    expires_at: Option<DateTime<Utc>>,
+    expires_at: Option<Rfc3339>,
     redirect_status: Option<u16>,
     #[serde(default)]
     tags: Vec<String>,
@@ -36,7 +36,7 @@ pub struct LinkPatch {
     destination: Option<String>,
     /// Absent: unchanged; `null`: never expires.
     #[serde(default, deserialize_with = "present")]
-    expires_at: Option<Option<DateTime<Utc>>>,
+    expires_at: Option<Option<Rfc3339>>,
     redirect_status: Option<u16>,
     disabled: Option<bool>,
     tags: Option<Vec<String>>,
@@ -98,8 +98,13 @@ fn check_status(status: u16) -> ApiResult<u16> {
     }
 }
 
-fn check_tags(tags: &[String]) -> ApiResult<()> {
-    validate_tags(tags).map_err(|e| ApiError::validation("tags", e.to_string()))
+fn check_tags(tags: Vec<String>) -> ApiResult<Vec<String>> {
+    normalize_tags(tags).map_err(|e| ApiError::validation("tags", e.to_string()))
+}
+
+fn check_expiry(at: Rfc3339, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>> {
+    at.future(now)
+        .map_err(|e| ApiError::validation("expires_at", format!("expires_at {e}")))
 }
 
 /// The caller's link, or 404 (also when it belongs to another account).
@@ -117,11 +122,15 @@ pub async fn create(
     check_destination(&body.destination)?;
     let default_status = state.config.redirect.default_status;
     let status = check_status(body.redirect_status.unwrap_or(default_status))?;
-    check_tags(&body.tags)?;
+    let tags = check_tags(body.tags)?;
     if let Some(code) = &body.code {
         validate_code(code).map_err(|e| ApiError::validation("code", e.to_string()))?;
     }
     let now = Utc::now();
+    let expires_at = body
+        .expires_at
+        .map(|at| check_expiry(at, now))
+        .transpose()?;
     let mut link = Link {
         code: String::new(),
         account_id: account,
@@ -129,10 +138,10 @@ pub async fn create(
         redirect_status: status,
         created_at: now,
         updated_at: now,
-        expires_at: body.expires_at,
+        expires_at,
         disabled: false,
         disabled_reason: None,
-        tags: body.tags,
+        tags,
     };
     let base = &state.config.server.public_base_url;
     // 62^7 codes: a collision is rare, several in a row are a broken store.
@@ -199,7 +208,11 @@ pub async fn update(
         .map(check_destination)
         .transpose()?;
     patch.redirect_status.map(check_status).transpose()?;
-    patch.tags.as_deref().map(check_tags).transpose()?;
+    let tags = patch.tags.map(check_tags).transpose()?;
+    let expires_at = patch
+        .expires_at
+        .map(|at| at.map(|at| check_expiry(at, Utc::now())).transpose())
+        .transpose()?;
     let old = owned_link(&state, account, &code).await?;
     let mut link = old.clone();
     let mut changes = Vec::new();
@@ -207,7 +220,7 @@ pub async fn update(
         changes.push(change("destination", &old.destination, &destination));
         link.destination = destination;
     }
-    if let Some(expires_at) = patch.expires_at.filter(|e| *e != old.expires_at) {
+    if let Some(expires_at) = expires_at.filter(|e| *e != old.expires_at) {
         changes.push(change(
             "expires_at",
             &old.expires_at.map(timestamp),
@@ -224,7 +237,7 @@ pub async fn update(
         link.disabled = disabled;
         link.disabled_reason = disabled.then(|| "api".to_string());
     }
-    if let Some(tags) = patch.tags.filter(|t| *t != old.tags) {
+    if let Some(tags) = tags.filter(|t| *t != old.tags) {
         changes.push(change("tags", &old.tags, &tags));
         link.tags = tags;
     }

@@ -1,7 +1,7 @@
 //! `/v1/webhooks`: endpoints (create, list, read, change, delete), secret
 //! rotation, test events, the attempts log and retries of failed deliveries.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::{Json, http::StatusCode};
 use chrono::{Duration, Utc};
 use serde::Deserialize;
@@ -9,11 +9,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::json::{PageParams, listing, page_json, timestamp};
+use super::json::{PageParams, Query, page_in_memory, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     cluster::feed::ChangeKind,
-    domain::{AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret},
+    domain::{
+        AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret, dedup_keep_order,
+        validate_text, validate_webhook_url,
+    },
     events::{Event, EventType},
     store::AttemptsOf,
     webhooks::{
@@ -69,24 +72,33 @@ fn with_secret(e: &Endpoint, secret: &str) -> Value {
     body
 }
 
-fn check_events(events: &[String]) -> ApiResult<()> {
-    if events.is_empty() {
+/// The filter to store: known types only, each once; `"*"` alone if present.
+fn check_events(events: Vec<String>) -> ApiResult<Vec<String>> {
+    // Every known type plus "*": a longer list must repeat itself.
+    let max = EventType::ALL.len() + 1;
+    if events.is_empty() || events.len() > max {
         return Err(ApiError::validation(
             "events",
-            "events must list event types or be [\"*\"]",
+            format!("events must list 1 to {max} event types, or be [\"*\"]"),
         ));
     }
-    for name in events {
-        if name != "*" && EventType::parse(name).is_none() {
-            return Err(ApiError::validation(
-                "events",
-                format!(
-                    "unknown event type {name:?}; known: link.clicked, link.created, link.updated, link.expired, webhook.test, or \"*\""
-                ),
-            ));
-        }
+    if let Some(name) = events
+        .iter()
+        .find(|name| *name != "*" && EventType::parse(name).is_none())
+    {
+        let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        return Err(ApiError::validation(
+            "events",
+            format!(
+                "unknown event type {name:?}; known: {}, or \"*\"",
+                known.join(", ")
+            ),
+        ));
     }
-    Ok(())
+    if events.iter().any(|name| name == "*") {
+        return Ok(vec!["*".to_string()]);
+    }
+    Ok(dedup_keep_order(events))
 }
 
 fn check_rate(rate: u32) -> ApiResult<u32> {
@@ -107,10 +119,12 @@ fn check_description(description: &str) -> ApiResult<()> {
             "description must be at most 500 characters",
         ));
     }
-    Ok(())
+    validate_text(description)
+        .map_err(|e| ApiError::validation("description", format!("description {e}")))
 }
 
 async fn check_url(state: &SharedState, url: &str) -> ApiResult<()> {
+    validate_webhook_url(url).map_err(|e| ApiError::validation("url", e.to_string()))?;
     target::check(url, state.config.webhooks.allow_private_targets)
         .await
         .map(|_| ())
@@ -144,7 +158,7 @@ pub async fn create(
     Caller { account, state }: Caller,
     JsonBody(body): JsonBody<NewEndpoint>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_events(&body.events)?;
+    let events = check_events(body.events)?;
     let default_rate = state.config.webhooks.default_rate_limit_per_sec;
     let rate = check_rate(body.rate_limit_per_sec.unwrap_or(default_rate))?;
     check_description(&body.description)?;
@@ -164,7 +178,7 @@ pub async fn create(
         id: Uuid::now_v7(),
         account_id: account,
         url: body.url,
-        events: body.events,
+        events,
         enabled: true,
         disabled_reason: None,
         rate_limit_per_sec: rate,
@@ -182,9 +196,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }
 
-pub async fn list(Caller { account, state }: Caller) -> ApiResult<Json<Value>> {
+pub async fn list(
+    Caller { account, state }: Caller,
+    Query(params): Query<PageParams>,
+) -> ApiResult<Json<Value>> {
+    let paging = params.paging()?;
+    // At most `max_endpoints_per_account`: paged in memory, oldest first.
     let endpoints = state.store.list_endpoints(account).await?;
-    Ok(listing(endpoints.iter().map(endpoint_json).collect(), None))
+    let page = page_in_memory(endpoints, &paging, |e| e.id.to_string());
+    Ok(page_json(page, endpoint_json))
 }
 
 pub async fn read(
@@ -199,7 +219,7 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(patch): JsonBody<EndpointPatch>,
 ) -> ApiResult<Json<Value>> {
-    patch.events.as_deref().map(check_events).transpose()?;
+    let events = patch.events.map(check_events).transpose()?;
     patch.rate_limit_per_sec.map(check_rate).transpose()?;
     patch
         .description
@@ -213,7 +233,7 @@ pub async fn update(
     if let Some(url) = patch.url {
         endpoint.url = url;
     }
-    if let Some(events) = patch.events {
+    if let Some(events) = events {
         endpoint.events = events;
     }
     if let Some(rate) = patch.rate_limit_per_sec {
