@@ -243,6 +243,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             fraud: fraud.clone(),
         })
     });
+    let (limits, trusted_proxies) = (
+        config.auth.limits.clone(),
+        config.server.trusted_proxies.clone(),
+    );
     let state = Arc::new(AppState {
         config,
         store: store.clone(),
@@ -257,6 +261,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         prometheus: prometheus.clone(),
         admin_token_hash,
         redirect_metrics: RedirectMetrics::new(),
+        limits: http::limits::Limits::new(&limits, &trusted_proxies),
+        keys: http::keys::KeyState::new(limits.max_tracked_clients),
     });
 
     // Histograms accumulate until rendered; without a scraper they are drained here.

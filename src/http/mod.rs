@@ -11,6 +11,8 @@ pub mod auth;
 pub mod error;
 pub mod fraud;
 pub mod json;
+pub mod keys;
+pub mod limits;
 pub mod links;
 pub mod ops;
 pub mod redirect;
@@ -24,7 +26,7 @@ use axum::{
     extract::{FromRequest, MatchedPath, Request},
     middleware::{self, Next},
     response::Response,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     pub admin_token_hash: [u8; 32],
     pub redirect_metrics: RedirectMetrics,
+    pub limits: limits::Limits,
+    pub keys: keys::KeyState,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -83,6 +87,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/links/{code}/clicks", get(links::clicks))
         .route("/v1/fraud/incidents", get(fraud::incidents))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route(
             "/v1/webhooks/{id}",
@@ -128,6 +134,8 @@ fn route_label(template: &str) -> &'static str {
         "/v1/links/{code}" => "/v1/links/{code}",
         "/v1/links/{code}/clicks" => "/v1/links/{code}/clicks",
         "/v1/fraud/incidents" => "/v1/fraud/incidents",
+        "/v1/keys" => "/v1/keys",
+        "/v1/keys/{id}" => "/v1/keys/{id}",
         "/v1/webhooks" => "/v1/webhooks",
         "/v1/webhooks/{id}" => "/v1/webhooks/{id}",
         "/v1/webhooks/{id}/rotate-secret" => "/v1/webhooks/{id}/rotate-secret",
@@ -195,7 +203,11 @@ async fn dispatch(
         let code = code.to_owned();
         return Ok(redirect::handle(&state, &code, request, peer).await);
     }
-    let request = request.map(Body::new);
+    let mut request = request.map(Body::new);
+    // The rate limits key unauthenticated callers by address.
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     router.oneshot(request).await
 }
 

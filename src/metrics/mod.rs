@@ -40,6 +40,10 @@ macro_rules! declare {
 declare! {
     HTTP_REQUESTS: Counter = "relurl_http_requests_total",
         "HTTP requests by route and status";
+    HTTP_KEY_LOOKUPS: Counter = "relurl_http_auth_key_lookups_total",
+        "API key lookups in the store by outcome (found, unknown)";
+    HTTP_RATE_LIMITED: Counter = "relurl_http_rate_limited_total",
+        "requests answered 429 by limit (account, expensive, failed_auth)";
     HTTP_ACCEPT_ERRORS: Counter = "relurl_http_accept_errors_total",
         "connections the listener failed to accept";
     REDIRECT_LATENCY: Histogram = "relurl_redirect_latency_seconds",
@@ -163,6 +167,15 @@ fn describe() {
 
 pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
+}
+
+pub fn key_lookup(found: bool) {
+    let outcome = if found { "found" } else { "unknown" };
+    counter!(HTTP_KEY_LOOKUPS, "outcome" => outcome).increment(1);
+}
+
+pub fn rate_limited(limit: &'static str) {
+    counter!(HTTP_RATE_LIMITED, "limit" => limit).increment(1);
 }
 
 /// Statuses we answer are a small fixed set; anything else is folded into its class.
