@@ -332,6 +332,28 @@ async fn stop_pipeline(
     Ok(())
 }
 
+/// `relurl admin-token reset`: a new admin token, whose digest replaces the
+/// stored one; returned to be shown once. A configured token takes precedence
+/// over the stored one, so with one configured there is nothing to reset here.
+pub async fn reset_admin_token(config: &Config) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        config.auth.admin_token.is_empty(),
+        "auth.admin_token is set in the configuration and takes precedence over the stored \
+         token: change it there, or remove it (and RELURL_AUTH__ADMIN_TOKEN) and reset again"
+    );
+    let store = open_store(config).await.context(
+        "the embedded store is opened by one process at a time: stop the server, then reset",
+    )?;
+    let token = random_token("rladm_", 40);
+    let digest = crate::webhooks::signer::hex(&token_hash(&token));
+    store
+        .meta_set(ADMIN_TOKEN_KEY, &digest)
+        .await
+        .context("writing the admin token digest")?;
+    store.flush().await.context("making the store durable")?;
+    Ok(token)
+}
+
 /// The configured admin token, or the one generated at first start (its digest persisted).
 async fn admin_token(
     config: &Config,
