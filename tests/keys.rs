@@ -264,3 +264,44 @@ fn admin_token_configured_is_long_enough_and_not_reset_behind_its_back() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("auth.admin_token is set"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_key_stored_before_key_records_keeps_working_on_scylla() {
+    use sha2::Digest;
+    let Some(node) = common::cql::node() else {
+        return;
+    };
+    let (toml, keyspace) = common::cql::backend_config(&node);
+    let server = TestServer::start(&toml).await;
+    // The rows as they were written before key records.
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(&node)
+        .build()
+        .await
+        .unwrap();
+    let account = uuid::Uuid::now_v7();
+    let old_key = "rl_0123456789abcdefghijklmnopqrstuv";
+    let digest: [u8; 32] = sha2::Sha256::digest(old_key.as_bytes()).into();
+    let json = json!({"id": account, "name": "old", "created_at": "2026-01-02T03:04:05Z"});
+    session
+        .query_unpaged(
+            format!("INSERT INTO {keyspace}.accounts (id, json) VALUES (?, ?)"),
+            (account, json.to_string()),
+        )
+        .await
+        .unwrap();
+    session
+        .query_unpaged(
+            format!("INSERT INTO {keyspace}.api_keys (key_hash, account_id) VALUES (?, ?)"),
+            (digest.to_vec(), account),
+        )
+        .await
+        .unwrap();
+
+    let listed = keys(&server, old_key).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["prefix"], Value::Null);
+    assert_eq!(listed[0]["created_at"], "2026-01-02T03:04:05.000Z");
+    // Presented again (now from its record), it is the same key.
+    assert_eq!(keys(&server, old_key).await[0]["id"], listed[0]["id"]);
+}
