@@ -305,3 +305,21 @@ async fn a_key_stored_before_key_records_keeps_working_on_scylla() {
     // Presented again (now from its record), it is the same key.
     assert_eq!(keys(&server, old_key).await[0]["id"], listed[0]["id"]);
 }
+
+#[tokio::test]
+async fn an_account_holds_at_most_a_hundred_keys() {
+    let server = TestServer::start("[auth]\nexpensive_writes_burst = 200\n").await;
+    let key = server.account("hoarder").await;
+    for _ in 1..100 {
+        let reply = server.post("/v1/keys", Some(&key), json!({})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let reply = server.post("/v1/keys", Some(&key), json!({})).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100")
+    );
+}

@@ -34,6 +34,9 @@ use crate::{
 /// A key's `last_used_at` is written at most this often.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 const MAX_NAME_CHARS: usize = 200;
+/// Keys one account may hold: enough for rotation across many services,
+/// few enough that counting them is one small read.
+pub const MAX_KEYS_PER_ACCOUNT: usize = 100;
 
 /// Makes a new API key: `rl_` and 32 base62 characters (190 bits).
 pub fn new_key() -> String {
@@ -41,11 +44,12 @@ pub fn new_key() -> String {
 }
 
 /// Per-process key bookkeeping: when each key's use was last written, and
-/// revocations taking turns (the last-key check is counted).
+/// creations and revocations taking turns (both count the account's keys; two
+/// nodes of a cluster may still race, which at worst passes a bound by one).
 pub struct KeyState {
     written: Mutex<HashMap<Uuid, Instant>>,
     max_tracked: usize,
-    pub revoking: tokio::sync::Mutex<()>,
+    pub changing: tokio::sync::Mutex<()>,
 }
 
 impl KeyState {
@@ -53,7 +57,7 @@ impl KeyState {
         Self {
             written: Mutex::new(HashMap::new()),
             max_tracked,
-            revoking: tokio::sync::Mutex::new(()),
+            changing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -118,6 +122,17 @@ pub async fn create(
     JsonBody(body): JsonBody<NewKey>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = key_name(body.name.as_deref())?;
+    let _turn = state.keys.changing.lock().await;
+    let held = state
+        .store
+        .list_api_keys(account, Paging::new(MAX_KEYS_PER_ACCOUNT, None))
+        .await?;
+    if held.items.len() >= MAX_KEYS_PER_ACCOUNT {
+        return Err(ApiError::conflict(
+            None,
+            format!("an account holds at most {MAX_KEYS_PER_ACCOUNT} API keys; revoke one first"),
+        ));
+    }
     let secret = new_key();
     let key = ApiKey::new(account, &secret, name, Utc::now());
     state
@@ -143,7 +158,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id: Uuid = id.parse().map_err(|_| ApiError::not_found("API key"))?;
-    let _turn = state.keys.revoking.lock().await;
+    let _turn = state.keys.changing.lock().await;
     let first_two = state
         .store
         .list_api_keys(account, Paging::new(2, None))
