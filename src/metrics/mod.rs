@@ -148,6 +148,7 @@ pub fn install() -> PrometheusHandle {
             let _ = metrics::set_global_recorder(recorder);
             describe();
             events::register();
+            register_auth();
             // Descriptions are published on upkeep; the first scrape should have them.
             handle.run_upkeep();
             handle
@@ -167,6 +168,19 @@ fn describe() {
 
 pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
+}
+
+/// Labels of [`rate_limited`]: one per limit in `http::limits`.
+pub const RATE_LIMITS: [&str; 3] = ["account", "expensive", "failed_auth"];
+
+/// The auth series exist from the start, at zero.
+fn register_auth() {
+    for outcome in ["found", "unknown"] {
+        counter!(HTTP_KEY_LOOKUPS, "outcome" => outcome).increment(0);
+    }
+    for limit in RATE_LIMITS {
+        counter!(HTTP_RATE_LIMITED, "limit" => limit).increment(0);
+    }
 }
 
 pub fn key_lookup(found: bool) {

@@ -142,6 +142,6 @@ mod tests {
                 .skip(1)
                 .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ks_test."))
         );
-        assert_eq!(statements.len(), 17);
+        assert_eq!(statements.len(), 19);
     }
 }
