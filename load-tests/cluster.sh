@@ -22,7 +22,7 @@ DURATION=${DURATION:-10s}
 CQL=${CQL:-127.0.0.1:9042}
 NODES=(127.0.0.1:18081 127.0.0.1:18082)
 SINK_PORT=18100 # endpoint i's sink listens on SINK_PORT + i
-ADMIN=loadtest-admin-token
+ADMIN=loadtest-admin-token-0123456789
 KEYSPACE="relurl_cluster_load_$(date +%s)"
 
 command -v wrk >/dev/null || { echo "load-tests: wrk not found (apt-get install wrk)" >&2; exit 1; }

@@ -17,7 +17,7 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 BARE_ADDR=127.0.0.1:18090
 RELURL_ADDR=127.0.0.1:18080
-ADMIN=loadtest-admin-token
+ADMIN=loadtest-admin-token-0123456789
 
 command -v wrk >/dev/null || { echo "load-tests: wrk not found (apt-get install wrk)" >&2; exit 1; }
 echo "load-tests: building release binaries" >&2

@@ -17,7 +17,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 DURATION=${DURATION:-10s}
 RELURL_ADDR=127.0.0.1:18080
 SINK_ADDR=127.0.0.1:18099
-ADMIN=loadtest-admin-token
+ADMIN=loadtest-admin-token-0123456789
 
 command -v wrk >/dev/null || { echo "load-tests: wrk not found (apt-get install wrk)" >&2; exit 1; }
 echo "load-tests: building release binaries" >&2

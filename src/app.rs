@@ -243,6 +243,10 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             fraud: fraud.clone(),
         })
     });
+    let (limits, trusted_proxies) = (
+        config.auth.limits.clone(),
+        config.server.trusted_proxies.clone(),
+    );
     let state = Arc::new(AppState {
         config,
         store: store.clone(),
@@ -257,6 +261,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         prometheus: prometheus.clone(),
         admin_token_hash,
         redirect_metrics: RedirectMetrics::new(),
+        limits: http::rate_limits::Limits::new(&limits, &trusted_proxies),
+        keys: http::keys::KeyState::new(limits.max_tracked_clients),
     });
 
     // Histograms accumulate until rendered; without a scraper they are drained here.
@@ -324,6 +330,28 @@ async fn stop_pipeline(
         fraud.stop_and_wait().await;
     }
     Ok(())
+}
+
+/// `relurl admin-token reset`: a new admin token, whose digest replaces the
+/// stored one; returned to be shown once. A configured token takes precedence
+/// over the stored one, so with one configured there is nothing to reset here.
+pub async fn reset_admin_token(config: &Config) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        config.auth.admin_token.is_empty(),
+        "auth.admin_token is set in the configuration and takes precedence over the stored \
+         token: change it there, or remove it (and RELURL_AUTH__ADMIN_TOKEN) and reset again"
+    );
+    let store = open_store(config).await.context(
+        "the embedded store is opened by one process at a time: stop the server, then reset",
+    )?;
+    let token = random_token("rladm_", 40);
+    let digest = crate::webhooks::signer::hex(&token_hash(&token));
+    store
+        .meta_set(ADMIN_TOKEN_KEY, &digest)
+        .await
+        .context("writing the admin token digest")?;
+    store.flush().await.context("making the store durable")?;
+    Ok(token)
 }
 
 /// The configured admin token, or the one generated at first start (its digest persisted).

@@ -29,6 +29,62 @@ pub struct Account {
     pub created_at: DateTime<Utc>,
 }
 
+/// Characters of an API key shown in listings (`rl_` and 8 more): enough to
+/// tell keys apart, far too few to guess the rest.
+pub const KEY_PREFIX_LEN: usize = 11;
+
+/// An account's API key as listed: never the key itself (only its digest is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub account_id: AccountId,
+    /// The key's first [`KEY_PREFIX_LEN`] characters; `None` for keys made
+    /// before keys were listed (only their digest was kept).
+    pub prefix: Option<String>,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Whose a presented API key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub account: AccountId,
+    pub key: Uuid,
+}
+
+impl ApiKey {
+    /// A key record for `key` (the whole key, seen only here).
+    pub fn new(account: AccountId, key: &str, name: Option<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            account_id: account,
+            prefix: Some(key.chars().take(KEY_PREFIX_LEN).collect()),
+            name,
+            created_at: now,
+            last_used_at: None,
+        }
+    }
+
+    /// The record of a key stored before keys had records: its id is derived
+    /// from the digest, so every node (and every retry) makes the same one.
+    pub fn legacy(account: &Account, key_hash: [u8; 32]) -> Self {
+        let millis = account.created_at.timestamp_millis().max(0) as u64;
+        // A digest of the digest: the id reveals nothing about the stored one.
+        let seed = <sha2::Sha256 as sha2::Digest>::digest(key_hash);
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&seed[..10]);
+        Self {
+            id: uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid(),
+            account_id: account.id,
+            prefix: None,
+            name: None,
+            created_at: account.created_at,
+            last_used_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub code: String,

@@ -30,6 +30,18 @@ enum Command {
     Serve,
     /// Validate the configuration and print the effective listen address.
     CheckConfig,
+    /// The admin token (the one credential that creates accounts).
+    AdminToken {
+        #[command(subcommand)]
+        action: AdminTokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTokenAction {
+    /// Replace the stored admin token with a new one, printed once. Run it with
+    /// the server stopped (embedded store); scylla nodes read it at start.
+    Reset,
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +69,12 @@ fn main() -> std::process::ExitCode {
         println!("configuration ok; would listen on {}", config.server.listen);
         return std::process::ExitCode::SUCCESS;
     }
+    let reset = matches!(
+        cli.command,
+        Some(Command::AdminToken {
+            action: AdminTokenAction::Reset
+        })
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,6 +85,22 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if reset {
+        return match runtime.block_on(relurl::app::reset_admin_token(&config)) {
+            Ok(token) => {
+                println!("new admin token (shown once, store it now): {token}");
+                println!(
+                    "the old admin token no longer works; start the server (restart every \
+                     node on the scylla backend) and use the new one to create accounts"
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("relurl: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(serve(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -85,6 +85,15 @@ pub fn ip_range(addr: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> Cidr {
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy, in
 /// which case the rightmost `X-Forwarded-For` entry that is not itself trusted.
+/// [`client_ip`] of `X-Forwarded-For` bytes (every header line, joined with
+/// `,`), read lossily: an invalid entry is garbled and stops the walk, the
+/// entries after it still count.
+pub fn client_ip_of_bytes(peer: IpAddr, forwarded_for: &[u8], trusted: &[Cidr]) -> IpAddr {
+    let forwarded = String::from_utf8_lossy(forwarded_for);
+    let forwarded = (!forwarded.is_empty()).then_some(&*forwarded);
+    client_ip(peer, forwarded, trusted)
+}
+
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[Cidr]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     let peer = canonical(peer);

@@ -41,7 +41,9 @@ fn service_config(service: &serde_norway::Value) -> relurl::config::Config {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .chain(env.iter().map(|(k, v)| {
             let value = match v {
-                serde_norway::Value::String(s) => s.replace(ADMIN_TOKEN, "a-token"),
+                serde_norway::Value::String(s) => {
+                    s.replace(ADMIN_TOKEN, "a-token-long-enough-for-the-minimum")
+                }
                 other => serde_norway::to_string(other).unwrap().trim().to_string(),
             };
             (k.as_str().unwrap().to_string(), value)

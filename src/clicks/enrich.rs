@@ -269,10 +269,7 @@ pub fn enrich(code: &str, raw: &RawClick, trusted_proxies: &[Cidr], geo: &GeoIp)
     if trusted_proxies.is_empty() && !raw.forwarded_for.is_empty() && is_internal(raw.peer) {
         ForwardedForIgnored { peer: raw.peer }.emit();
     }
-    // Bytes, lossily: an invalid entry is garbled (and stops the walk), the rest still count.
-    let forwarded = String::from_utf8_lossy(&raw.forwarded_for);
-    let forwarded = (!forwarded.is_empty()).then_some(&*forwarded);
-    let ip = net::client_ip(raw.peer, forwarded, trusted_proxies);
+    let ip = net::client_ip_of_bytes(raw.peer, &raw.forwarded_for, trusted_proxies);
     let user_agent = text(&raw.user_agent);
     let referrer = text(&raw.referrer);
     let agent = classify_agent(&user_agent);

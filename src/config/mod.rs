@@ -30,7 +30,7 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use auth::{AuthConfig, RawAuth};
+pub use auth::{AuthConfig, LimitsConfig, MIN_ADMIN_TOKEN_LEN, RawAuth};
 pub use cluster::{ClusterConfig, RawCluster};
 pub use enrich::{EnrichConfig, RawEnrich};
 pub use fraud::{FraudConfig, RawFraud};
@@ -183,7 +183,7 @@ fn read(figment: &Figment, mut errors: Errors) -> Result<Config, ConfigError> {
     }
     let e = &mut errors;
     let server = section::<RawServer>(figment, "server", e).validate(e);
-    let auth = section::<RawAuth>(figment, "auth", e).validate();
+    let auth = section::<RawAuth>(figment, "auth", e).validate(e);
     let store = section::<RawStore>(figment, "store", e).validate(e);
     let scylla = store.backend == StoreBackend::Scylla;
     let config = Config {

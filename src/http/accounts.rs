@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     cluster::feed::ChangeKind,
-    domain::{Account, random_token, validate_text},
+    domain::{Account, ApiKey, validate_text},
 };
 
 #[derive(Deserialize)]
@@ -40,10 +40,11 @@ pub async fn create(
         name: name.to_string(),
         created_at: Utc::now(),
     };
-    let api_key = random_token("rl_", 32);
+    let api_key = super::keys::new_key();
+    let key = ApiKey::new(account.id, &api_key, None, account.created_at);
     state
         .store
-        .create_account(&account, token_hash(&api_key))
+        .create_account(&account, &key, token_hash(&api_key))
         .await?;
     state
         .changes

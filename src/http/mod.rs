@@ -4,7 +4,9 @@
 //! - [`redirect`]: the hot path.
 //! - [`links`], [`accounts`]: the `/v1` API; [`auth`]: bearer tokens.
 //! - [`ops`]: health, readiness, metrics. [`error`]: the JSON error shape.
-//! - [`limits`]: idle connections, head and body sizes, body deadline.
+//! - [`limits`]: idle connections, head and body sizes, body deadline;
+//!   [`rate_limits`]: requests per account and per client address.
+//! - [`keys`]: the account's API keys.
 //! - [`json`]: page parameters, listings and timestamps the `/v1` handlers share.
 
 pub mod accounts;
@@ -12,9 +14,11 @@ pub mod auth;
 pub mod error;
 pub mod fraud;
 pub mod json;
+pub mod keys;
 pub mod limits;
 pub mod links;
 pub mod ops;
+pub mod rate_limits;
 pub mod redirect;
 pub mod webhooks;
 
@@ -26,7 +30,7 @@ use axum::{
     extract::{FromRequest, MatchedPath, Request},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -71,6 +75,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     pub admin_token_hash: [u8; 32],
     pub redirect_metrics: RedirectMetrics,
+    pub limits: rate_limits::Limits,
+    pub keys: keys::KeyState,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -88,6 +94,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/links/{code}/clicks", get(links::clicks))
         .route("/v1/fraud/incidents", get(fraud::incidents))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route(
             "/v1/webhooks/{id}",
@@ -137,6 +145,8 @@ fn route_label(template: &str) -> &'static str {
         "/v1/links/{code}" => "/v1/links/{code}",
         "/v1/links/{code}/clicks" => "/v1/links/{code}/clicks",
         "/v1/fraud/incidents" => "/v1/fraud/incidents",
+        "/v1/keys" => "/v1/keys",
+        "/v1/keys/{id}" => "/v1/keys/{id}",
         "/v1/webhooks" => "/v1/webhooks",
         "/v1/webhooks/{id}" => "/v1/webhooks/{id}",
         "/v1/webhooks/{id}/rotate-secret" => "/v1/webhooks/{id}/rotate-secret",
@@ -246,7 +256,11 @@ async fn dispatch(
         );
         return Ok(response);
     }
-    let request = request.map(Body::new);
+    let mut request = request.map(Body::new);
+    // The rate limits key unauthenticated callers by address.
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
     router.oneshot(request).await
 }
 

@@ -40,6 +40,10 @@ macro_rules! declare {
 declare! {
     HTTP_REQUESTS: Counter = "relurl_http_requests_total",
         "HTTP requests by route and status";
+    HTTP_KEY_LOOKUPS: Counter = "relurl_http_auth_key_lookups_total",
+        "API key lookups in the store by outcome (found, unknown)";
+    HTTP_RATE_LIMITED: Counter = "relurl_http_rate_limited_total",
+        "requests answered 429 by limit (account, expensive, failed_auth)";
     HTTP_ACCEPT_ERRORS: Counter = "relurl_http_accept_errors_total",
         "connections the listener failed to accept";
     HTTP_CONNECTIONS_REFUSED: Counter = "relurl_http_connections_refused_total",
@@ -148,6 +152,7 @@ pub fn install() -> PrometheusHandle {
             let _ = metrics::set_global_recorder(recorder);
             describe();
             events::register();
+            register_auth();
             // Descriptions are published on upkeep; the first scrape should have them.
             handle.run_upkeep();
             handle
@@ -167,6 +172,28 @@ fn describe() {
 
 pub fn http_request(route: &'static str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(status)).increment(1);
+}
+
+/// Labels of [`rate_limited`]: one per limit in `http::limits`.
+pub const RATE_LIMITS: [&str; 3] = ["account", "expensive", "failed_auth"];
+
+/// The auth series exist from the start, at zero.
+fn register_auth() {
+    for outcome in ["found", "unknown"] {
+        counter!(HTTP_KEY_LOOKUPS, "outcome" => outcome).increment(0);
+    }
+    for limit in RATE_LIMITS {
+        counter!(HTTP_RATE_LIMITED, "limit" => limit).increment(0);
+    }
+}
+
+pub fn key_lookup(found: bool) {
+    let outcome = if found { "found" } else { "unknown" };
+    counter!(HTTP_KEY_LOOKUPS, "outcome" => outcome).increment(1);
+}
+
+pub fn rate_limited(limit: &'static str) {
+    counter!(HTTP_RATE_LIMITED, "limit" => limit).increment(1);
 }
 
 /// Statuses we answer are a small fixed set; anything else is folded into its class.

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult, click_codec};
 use crate::domain::{
-    Account, AccountId, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
-    Incident, Link,
+    Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
+    Incident, KeyOwner, Link,
 };
 
 #[derive(Clone)]
@@ -28,7 +28,11 @@ struct Inner {
     db: Database,
     meta: Keyspace,
     accounts: Keyspace,
+    /// key digest → account id ++ key id (16 bytes, account id only: a key
+    /// stored before keys had records)
     api_keys: Keyspace,
+    /// account id ++ inverted key id → key digest ++ key record JSON
+    account_keys: Keyspace,
     links: Keyspace,
     /// account id ++ inverted created_at millis ++ code → ()
     account_links: Keyspace,
@@ -82,6 +86,7 @@ impl EmbeddedStore {
             meta: ks("meta")?,
             accounts: ks("accounts")?,
             api_keys: ks("api_keys")?,
+            account_keys: ks("account_keys")?,
             links: ks("links")?,
             account_links: ks("account_links")?,
             click_counts: ks("click_counts")?,
@@ -127,6 +132,28 @@ impl Inner {
         self.db.batch().durability(Some(PersistMode::Buffer))
     }
 
+    /// Writes a key's record and its digest's row.
+    fn put_key(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        key: &ApiKey,
+        digest: [u8; 32],
+    ) -> StoreResult<()> {
+        let mut record = digest.to_vec();
+        record.extend_from_slice(&to_json(key)?);
+        batch.insert(
+            &self.account_keys,
+            account_key_key(key.account_id, key.id),
+            record,
+        );
+        batch.insert(
+            &self.api_keys,
+            digest.to_vec(),
+            two_ids(key.account_id, key.id),
+        );
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // The guarded data is (); a poisoned lock carries no broken state.
         self.insert_lock
@@ -166,6 +193,11 @@ fn click_key(code: &str, id: Uuid) -> Vec<u8> {
     let mut key = click_prefix(code);
     key.extend(id.as_bytes().iter().map(|b| !b));
     key
+}
+
+/// Same layout as an incident's: the account, then the id inverted (newest first).
+fn account_key_key(account: AccountId, id: Uuid) -> Vec<u8> {
+    incident_key(account, id)
 }
 
 fn incident_key(account: AccountId, id: Uuid) -> Vec<u8> {
@@ -349,25 +381,128 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()> {
-        let json = to_json(account)?;
-        let id = account.id;
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        let (key, value) = (key.to_string(), value.to_string());
         self.blocking(move |s| {
+            let _guard = s.lock();
             let mut batch = s.batch();
-            batch.insert(&s.accounts, id.as_bytes().to_vec(), json);
-            batch.insert(&s.api_keys, api_key_hash.to_vec(), id.as_bytes().to_vec());
+            batch.insert(&s.meta, key.as_bytes(), value.as_bytes());
             batch.commit()?;
             Ok(())
         })
         .await
     }
 
-    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<AccountId>> {
+    async fn create_account(
+        &self,
+        account: &Account,
+        key: &ApiKey,
+        api_key_hash: [u8; 32],
+    ) -> StoreResult<()> {
+        let json = to_json(account)?;
+        let id = account.id;
+        let key = key.clone();
         self.blocking(move |s| {
-            s.api_keys
-                .get(api_key_hash)?
-                .map(|id| Uuid::from_slice(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()
+            let mut batch = s.batch();
+            batch.insert(&s.accounts, id.as_bytes().to_vec(), json);
+            s.put_key(&mut batch, &key, api_key_hash)?;
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<KeyOwner>> {
+        self.blocking(move |s| {
+            let Some(value) = s.api_keys.get(api_key_hash)? else {
+                return Ok(None);
+            };
+            let id = |bytes: &[u8]| {
+                Uuid::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+            };
+            if value.len() == 32 {
+                return Ok(Some(KeyOwner {
+                    account: id(&value[..16])?,
+                    key: id(&value[16..])?,
+                }));
+            }
+            // A key from before key records: give it one now, once.
+            let account = id(&value)?;
+            let _guard = s.lock();
+            let stored = s.accounts.get(account.as_bytes())?.ok_or_else(|| {
+                StoreError::Corrupt(format!("api key of a missing account {account}"))
+            })?;
+            let key = ApiKey::legacy(&from_json(&stored)?, api_key_hash);
+            let mut batch = s.batch();
+            s.put_key(&mut batch, &key, api_key_hash)?;
+            batch.commit()?;
+            Ok(Some(KeyOwner {
+                account,
+                key: key.id,
+            }))
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey, api_key_hash: [u8; 32]) -> StoreResult<()> {
+        let key = key.clone();
+        self.blocking(move |s| {
+            let mut batch = s.batch();
+            s.put_key(&mut batch, &key, api_key_hash)?;
+            batch.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, account: AccountId, page: Paging) -> StoreResult<Page<ApiKey>> {
+        self.blocking(move |s| {
+            page_of(&s.account_keys, account.as_bytes(), &page, |_, value| {
+                from_json(value.get(32..).unwrap_or_default()).map(Some)
+            })
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, account: AccountId, id: Uuid) -> StoreResult<bool> {
+        self.blocking(move |s| {
+            let _guard = s.lock();
+            let record = account_key_key(account, id);
+            let Some(value) = s.account_keys.get(&record)? else {
+                return Ok(false);
+            };
+            let digest = value
+                .get(..32)
+                .ok_or_else(|| StoreError::Corrupt(format!("key record {id} has no digest")))?;
+            let mut batch = s.batch();
+            batch.remove(&s.api_keys, digest.to_vec());
+            batch.remove(&s.account_keys, record);
+            batch.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn touch_api_keys(&self, used: &[(KeyOwner, DateTime<Utc>)]) -> StoreResult<()> {
+        let used = used.to_vec();
+        self.blocking(move |s| {
+            let _guard = s.lock();
+            let mut batch = s.batch();
+            for (owner, at) in used {
+                let record = account_key_key(owner.account, owner.key);
+                // Revoked meanwhile: nothing to touch, and nothing to bring back.
+                let Some(value) = s.account_keys.get(&record)? else {
+                    continue;
+                };
+                let (digest, json) = value.split_at(32.min(value.len()));
+                let mut key: ApiKey = from_json(json)?;
+                key.last_used_at = Some(at);
+                let mut value = digest.to_vec();
+                value.extend_from_slice(&to_json(&key)?);
+                batch.insert(&s.account_keys, record, value);
+            }
+            batch.commit()?;
+            Ok(())
         })
         .await
     }

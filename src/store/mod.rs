@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Account, AccountId, Attempt, AttemptStatus, Click, Delivery, DeliveryUpdate, Endpoint,
-    Incident, Link,
+    Account, AccountId, ApiKey, Attempt, AttemptStatus, Click, Delivery, DeliveryUpdate, Endpoint,
+    Incident, KeyOwner, Link,
 };
 
 pub use embedded::EmbeddedStore;
@@ -144,8 +144,26 @@ pub trait Store: Send + Sync + 'static {
     /// Stores `value` under `key` unless one is there; returns the value that stays.
     async fn meta_get_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
 
-    async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()>;
-    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<AccountId>>;
+    /// Overwrites a meta value (the operator's `admin-token reset`).
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// The account and its first API key, together.
+    async fn create_account(
+        &self,
+        account: &Account,
+        key: &ApiKey,
+        api_key_hash: [u8; 32],
+    ) -> StoreResult<()>;
+    /// Whose key this digest is. A key stored before keys had records gets its
+    /// record here ([`ApiKey::legacy`]), so it lists and revokes like any other.
+    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<KeyOwner>>;
+    async fn insert_api_key(&self, key: &ApiKey, api_key_hash: [u8; 32]) -> StoreResult<()>;
+    /// The account's keys, newest first.
+    async fn list_api_keys(&self, account: AccountId, page: Paging) -> StoreResult<Page<ApiKey>>;
+    /// Removes the key and its digest at once; `false` when the account has no such key.
+    async fn delete_api_key(&self, account: AccountId, id: Uuid) -> StoreResult<bool>;
+    /// Sets `last_used_at` on keys that still exist (a revoked key stays gone).
+    async fn touch_api_keys(&self, used: &[(KeyOwner, DateTime<Utc>)]) -> StoreResult<()>;
 
     /// Inserts the link and its deliveries unless the code is taken; `false` when taken.
     async fn insert_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<bool>;

@@ -23,7 +23,7 @@ use hyper_util::{
 use relurl::{app, config::Config};
 use serde_json::{Value, json};
 
-pub const ADMIN: &str = "test-admin-token";
+pub const ADMIN: &str = "test-admin-token-0123456789";
 
 pub struct TestServer {
     pub addr: SocketAddr,

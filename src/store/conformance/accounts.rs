@@ -4,7 +4,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::fixtures::pages;
-use crate::domain::{Account, Incident};
+use crate::domain::{Account, ApiKey, Incident, KeyOwner};
 use crate::store::{Paging, SharedStore};
 
 pub async fn ping_answers(store: SharedStore) {
@@ -22,10 +22,14 @@ pub async fn accounts_found_by_key_hash(store: SharedStore) {
         name: "acme".into(),
         created_at: Utc::now(),
     };
-    store.create_account(&account, [7; 32]).await.unwrap();
+    let key = ApiKey::new(account.id, "rl_first", None, account.created_at);
+    store.create_account(&account, &key, [7; 32]).await.unwrap();
     assert_eq!(
         store.account_by_key_hash([7; 32]).await.unwrap(),
-        Some(account.id)
+        Some(KeyOwner {
+            account: account.id,
+            key: key.id
+        })
     );
     assert_eq!(store.account_by_key_hash([8; 32]).await.unwrap(), None);
 }

@@ -12,6 +12,7 @@ pub mod clicks;
 pub mod endpoints;
 pub mod expiries;
 mod fixtures;
+pub mod keys;
 pub mod links;
 pub mod outbox;
 
@@ -25,6 +26,7 @@ macro_rules! store_conformance_suite {
     ($make:expr) => {
         $crate::store_conformance_suite!(@areas $make;
             accounts: ping_answers, meta_first_value_wins, accounts_found_by_key_hash, incidents_listed_newest_first_by_account;
+            keys: keys_listed_newest_first_and_revoked, touched_keys_show_last_use_and_revoked_ones_stay_gone, meta_set_overwrites;
             links: link_codes_are_unique, link_update_and_delete, links_list_newest_first_by_account, recreated_code_starts_afresh;
             clicks: clicks_count_and_list_newest_first, clicks_listed_across_days, full_click_batch_is_written_and_paged;
             endpoints: endpoints_stored_listed_and_deleted;

@@ -28,6 +28,7 @@
 mod codec;
 mod errors;
 mod expiries;
+mod keys;
 mod reads;
 mod statements;
 mod writes;
@@ -45,7 +46,8 @@ use uuid::Uuid;
 
 use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult};
 use crate::domain::{
-    Account, AccountId, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident, Link,
+    Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident,
+    KeyOwner, Link,
 };
 use codec::{
     FAILED_DUE, HOUR_MS, click_record, day_of, due_of, expiry_bucket, first_row, from_json,
@@ -181,24 +183,64 @@ impl Store for ScyllaStore {
         }
     }
 
-    async fn create_account(&self, account: &Account, api_key_hash: [u8; 32]) -> StoreResult<()> {
+    async fn meta_set(&self, key: &str, value: &str) -> StoreResult<()> {
+        let s = &self.inner;
+        // meta rows are written with LWT only: claim the key, else compare-and-set
+        // on the value read (another writer in between: read again).
+        for _ in 0..5 {
+            let result = s
+                .execute(&s.st.meta_insert, (key, value), "claiming meta value")
+                .await?;
+            let current = match lwt_outcome(result)? {
+                (true, _) => return Ok(()),
+                (false, current) => current.unwrap_or_default(),
+            };
+            let result = s
+                .execute(&s.st.meta_cas, (value, key, current), "setting meta value")
+                .await?;
+            if lwt_outcome(result)?.0 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::transient(
+            format!("setting meta {key}"),
+            "value kept changing under concurrent writers",
+        ))
+    }
+
+    async fn create_account(
+        &self,
+        account: &Account,
+        key: &ApiKey,
+        api_key_hash: [u8; 32],
+    ) -> StoreResult<()> {
         let s = &self.inner;
         let mut writes = Writes::one(&s.st.account_insert, (account.id, to_json(account)?))?;
-        writes.add(&s.st.api_key_insert, (api_key_hash.to_vec(), account.id))?;
+        s.add_key(&mut writes, key, api_key_hash)?;
         s.run(writes).await
     }
 
-    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<AccountId>> {
+    async fn account_by_key_hash(&self, api_key_hash: [u8; 32]) -> StoreResult<Option<KeyOwner>> {
+        self.inner.key_owner(api_key_hash).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey, api_key_hash: [u8; 32]) -> StoreResult<()> {
         let s = &self.inner;
-        let row: Option<(Option<Uuid>,)> = first_row(
-            s.execute(
-                &s.st.api_key_get,
-                (api_key_hash.to_vec(),),
-                "reading api key",
-            )
-            .await?,
-        )?;
-        Ok(row.and_then(|(id,)| id))
+        let mut writes = Writes::default();
+        s.add_key(&mut writes, key, api_key_hash)?;
+        s.run(writes).await
+    }
+
+    async fn list_api_keys(&self, account: AccountId, page: Paging) -> StoreResult<Page<ApiKey>> {
+        self.inner.list_keys(account, page).await
+    }
+
+    async fn delete_api_key(&self, account: AccountId, id: Uuid) -> StoreResult<bool> {
+        self.inner.delete_key(account, id).await
+    }
+
+    async fn touch_api_keys(&self, used: &[(KeyOwner, DateTime<Utc>)]) -> StoreResult<()> {
+        self.inner.touch_keys(used).await
     }
 
     async fn insert_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<bool> {

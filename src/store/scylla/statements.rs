@@ -46,8 +46,17 @@ statements! {
     meta_get: "SELECT value FROM {ks}.meta WHERE key = ?";
     meta_cas: "UPDATE {ks}.meta SET value = ? WHERE key = ? IF value = ?";
     account_insert: "INSERT INTO {ks}.accounts (id, json) VALUES (?, ?)";
-    api_key_insert: "INSERT INTO {ks}.api_keys (key_hash, account_id) VALUES (?, ?)";
     api_key_get: "SELECT account_id FROM {ks}.api_keys WHERE key_hash = ?";
+    api_key_delete: "DELETE FROM {ks}.api_keys WHERE key_hash = ?";
+    account_get: "SELECT json FROM {ks}.accounts WHERE id = ?";
+    key_digest_insert: "INSERT INTO {ks}.key_digests (key_hash, account_id, key_id) VALUES (?, ?, ?)";
+    key_digest_get: "SELECT account_id, key_id FROM {ks}.key_digests WHERE key_hash = ?";
+    key_digest_delete: "DELETE FROM {ks}.key_digests WHERE key_hash = ?";
+    account_key_insert: "INSERT INTO {ks}.account_keys (account_id, key_id, key_hash, json) VALUES (?, ?, ?, ?)";
+    account_key_get: "SELECT key_hash, json FROM {ks}.account_keys WHERE account_id = ? AND key_id = ?";
+    account_key_touch: "UPDATE {ks}.account_keys SET json = ? WHERE account_id = ? AND key_id = ? IF EXISTS";
+    account_key_delete: "DELETE FROM {ks}.account_keys WHERE account_id = ? AND key_id = ? IF EXISTS";
+    account_keys_page: "SELECT json FROM {ks}.account_keys WHERE account_id = ?";
     link_claim: "INSERT INTO {ks}.links (code, json, expiry_bucket, count_base) VALUES (?, ?, ?, ?) IF NOT EXISTS";
     link_get: "SELECT json, expiry_bucket FROM {ks}.links WHERE code = ?";
     link_count_base: "SELECT count_base FROM {ks}.links WHERE code = ?";
@@ -133,6 +142,6 @@ mod tests {
                 .skip(1)
                 .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ks_test."))
         );
-        assert_eq!(statements.len(), 17);
+        assert_eq!(statements.len(), 19);
     }
 }
