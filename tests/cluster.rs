@@ -83,7 +83,7 @@ fn node_config(dir: &Path, name: &str, store: &str, id: Uuid) -> PathBuf {
         "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
          [auth]\nadmin_token = \"{ADMIN}\"\n{store}\
          [redirect]\ndurable_ack = true\n\
-         [fraud]\nthreshold = 100\nwindow = \"60s\"\n\
+         [fraud]\nthreshold = 100\nwindow = \"60s\"\npolicy = \"disable_link\"\n\
          [webhooks]\nallow_private_targets = true\nretry_jitter = 0.0\ntimeout = \"500ms\"\n\
          max_endpoints_per_account = 50\nretry_schedule = [{}]\n\
          [cluster]\nheartbeat = \"200ms\"\nlease_ttl = \"2s\"\nnode_id = \"{id}\"\n",

@@ -339,6 +339,23 @@ impl ClusterCql {
         Ok(())
     }
 
+    /// Writes `key`'s block row: `n` = `until` at `second`, gone after `ttl`.
+    pub async fn write_fraud_block(
+        &self,
+        key: &WindowKey,
+        second: i64,
+        until: i64,
+        ttl: Duration,
+    ) -> Result<()> {
+        let range = key.range.to_string();
+        let values = (&*key.code, range, second, self.node, until, ttl_secs(ttl));
+        self.session
+            .execute_unpaged(&self.st.fraud_insert, values)
+            .await
+            .map_err(|e| failed("writing a fraud block")(e.to_string()))?;
+        Ok(())
+    }
+
     /// Every node's `(second, count)` rows of `key` in `seconds`.
     pub async fn window_counts(
         &self,
