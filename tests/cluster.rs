@@ -325,6 +325,64 @@ async fn three_nodes_share_one_keyspace() {
     );
     eprintln!("scenario 4b: re-enabled link took 60 more clicks from the range and stayed enabled");
 
+    // 4c. A block_range link: the flood blocks its range on every node, one
+    // incident, and the link keeps answering and counting everyone else.
+    let body = json!({"destination": "https://example.com/s", "code": "shield",
+                      "fraud_policy": "block_range"});
+    a.api.link(&key, body).await;
+    tokio::time::sleep(PROPAGATION).await;
+    let from = |i: usize| format!("198.51.100.{}", i % 250);
+    for i in 0..150 {
+        pace.tick().await;
+        let reply = nodes[i % 3]
+            .api
+            .visit("/shield", &[("x-forwarded-for", &from(i))])
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FOUND,
+            "click {i} on a block_range link"
+        );
+    }
+    let incident = wait_until(LONG, "the block incident", || async {
+        let reply = c.api.get("/v1/fraud/incidents", Some(&key)).await;
+        let items = reply.body["items"].as_array().cloned().unwrap_or_default();
+        items.into_iter().find(|i| i["code"] == "shield")
+    })
+    .await;
+    assert_eq!(incident["action"], "block_range");
+    tokio::time::sleep(PROPAGATION).await;
+    let before = c.api.click_count(&key, "shield").await;
+    for (i, node) in nodes.iter().enumerate() {
+        let blocked = node
+            .api
+            .visit("/shield", &[("x-forwarded-for", &from(i))])
+            .await;
+        let other = node
+            .api
+            .visit("/shield", &[("x-forwarded-for", "192.0.2.1")])
+            .await;
+        assert_eq!(
+            (blocked.status, other.status),
+            (StatusCode::FOUND, StatusCode::FOUND)
+        );
+    }
+    let after = c.api.click_count(&key, "shield").await;
+    assert_eq!(
+        after,
+        before + 3,
+        "only the other range's clicks counted, on every node"
+    );
+    let incidents = c.api.get("/v1/fraud/incidents", Some(&key)).await;
+    let shield = incidents.body["items"]
+        .as_array()
+        .map(|items| items.iter().filter(|i| i["code"] == "shield").count());
+    assert_eq!(shield, Some(1), "one incident");
+    eprintln!(
+        "scenario 4c: range blocked on every node at {} clicks",
+        incident["clicks"]
+    );
+
     // 5. A link expiring with three nodes up: one link.expired, one event_id.
     endpoints.push(endpoint(&b.api, &key, rx.url("/expired"), json!(["link.expired"])).await);
     let soon = |secs| (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339();
