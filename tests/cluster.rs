@@ -138,6 +138,13 @@ async fn link_everywhere(
     tokio::time::sleep_until(since + PROPAGATION).await;
 }
 
+/// The account's fraud incidents on `code`.
+async fn incidents_on(node: &TestServer, key: &str, code: &str) -> Vec<Value> {
+    let reply = node.get("/v1/fraud/incidents", Some(key)).await;
+    let items = reply.body["items"].as_array().cloned().unwrap_or_default();
+    items.into_iter().filter(|i| i["code"] == code).collect()
+}
+
 async fn total_leases(nodes: &[&Node]) -> f64 {
     let mut sum = 0.0;
     for node in nodes {
@@ -279,9 +286,7 @@ async fn three_nodes_share_one_keyspace() {
         }
     }
     let incident = wait_until(LONG, "the fraud incident", || async {
-        let reply = c.api.get("/v1/fraud/incidents", Some(&key)).await;
-        let items = reply.body["items"].as_array().cloned().unwrap_or_default();
-        items.into_iter().find(|i| i["code"] == "hot")
+        incidents_on(&c.api, &key, "hot").await.pop()
     })
     .await;
     let clicks = incident["clicks"].as_u64().expect("clicks");
@@ -292,11 +297,8 @@ async fn three_nodes_share_one_keyspace() {
         (91..=111).contains(&clicks),
         "threshold off by more than 10%: {clicks}"
     );
-    let incidents = c.api.get("/v1/fraud/incidents", Some(&key)).await;
-    let hot = incidents.body["items"]
-        .as_array()
-        .map(|items| items.iter().filter(|i| i["code"] == "hot").count());
-    assert_eq!(hot, Some(1), "one incident, one disable");
+    let hot = incidents_on(&c.api, &key, "hot").await.len();
+    assert_eq!(hot, 1, "one incident, one disable");
 
     // 4b. Re-enabled through A: the range starts a fresh window on every node,
     // so 60 more clicks (160 in the 60 s window) leave the link enabled.
@@ -345,9 +347,7 @@ async fn three_nodes_share_one_keyspace() {
         );
     }
     let incident = wait_until(LONG, "the block incident", || async {
-        let reply = c.api.get("/v1/fraud/incidents", Some(&key)).await;
-        let items = reply.body["items"].as_array().cloned().unwrap_or_default();
-        items.into_iter().find(|i| i["code"] == "shield")
+        incidents_on(&c.api, &key, "shield").await.pop()
     })
     .await;
     assert_eq!(incident["action"], "block_range");
@@ -373,11 +373,8 @@ async fn three_nodes_share_one_keyspace() {
         before + 3,
         "only the other range's clicks counted, on every node"
     );
-    let incidents = c.api.get("/v1/fraud/incidents", Some(&key)).await;
-    let shield = incidents.body["items"]
-        .as_array()
-        .map(|items| items.iter().filter(|i| i["code"] == "shield").count());
-    assert_eq!(shield, Some(1), "one incident");
+    let shield = incidents_on(&c.api, &key, "shield").await.len();
+    assert_eq!(shield, 1, "one incident");
     eprintln!(
         "scenario 4c: range blocked on every node at {} clicks",
         incident["clicks"]
