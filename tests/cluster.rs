@@ -289,6 +289,7 @@ async fn three_nodes_share_one_keyspace() {
         incidents_on(&c.api, &key, "hot").await.pop()
     })
     .await;
+    assert_eq!(incident["action"], "disable_link", "{incident}");
     let clicks = incident["clicks"].as_u64().expect("clicks");
     eprintln!(
         "scenario 4: disabled at {clicks} clicks (one node: 101), {redirected} redirected in all"

@@ -292,9 +292,16 @@ async fn fraud_counts_from_two_nodes_sum_over_the_window() {
 
     // B blocks the range: A's next read of the key, past every second, sees it.
     let until = Utc::now().timestamp() + 3600;
-    b.write_fraud_block(&key, BLOCK_SECOND, until, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let range = key.range.to_string();
+    b.write_fraud_mark(
+        "hot",
+        &range,
+        BLOCK_SECOND,
+        until,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
     let rows = a.window_counts(&key, 92..=BLOCK_SECOND).await.unwrap();
     assert_eq!(blocked_until(&rows, 101), Some(until as u64));
     assert_eq!(decide(rows, 101, 10, 11), (12, true), "never summed");

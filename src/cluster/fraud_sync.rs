@@ -26,6 +26,9 @@ use crate::{
     metrics::events::{ClusterCallFailed, ClusterOp},
 };
 
+/// The fraud table partition `(code, GRACE_RANGE)` holds a link's grace row.
+const GRACE_RANGE: &str = "grace";
+
 /// Window reads in flight at once per flush.
 const CONCURRENT_READS: usize = 16;
 
@@ -98,14 +101,40 @@ impl SharedCounts {
 
     /// Tells every node that `key` is blocked until unix second `until`.
     pub async fn share_block(&self, key: &WindowKey, until: u64) {
+        let range = key.range.to_string();
+        self.mark(&key.code, &range, until).await;
+    }
+
+    /// Tells every node that `code` is in its grace period until `until`
+    /// (a partition of its own beside the link's ranges).
+    pub async fn share_grace(&self, code: &str, until: u64) {
+        self.mark(code, GRACE_RANGE, until).await;
+    }
+
+    /// The end of `code`'s grace period, as any node set it.
+    pub async fn grace(&self, code: &str, now_sec: i64) -> Option<u64> {
+        let seconds = BLOCK_SECOND..=BLOCK_SECOND;
+        match self.cql.fraud_rows(code, GRACE_RANGE, seconds).await {
+            Ok(rows) => blocked_until(&rows, now_sec),
+            Err(e) => {
+                ClusterCallFailed {
+                    operation: ClusterOp::FraudCounts,
+                    error: &e,
+                }
+                .emit();
+                None
+            }
+        }
+    }
+
+    async fn mark(&self, code: &str, range: &str, until: u64) {
         let left = until.saturating_sub(Utc::now().timestamp().max(0) as u64);
         let until = i64::try_from(until).unwrap_or(i64::MAX);
         let ttl = Duration::from_secs(left.max(1));
-        if let Err(e) = self
+        let written = self
             .cql
-            .write_fraud_block(key, BLOCK_SECOND, until, ttl)
-            .await
-        {
+            .write_fraud_mark(code, range, BLOCK_SECOND, until, ttl);
+        if let Err(e) = written.await {
             ClusterCallFailed {
                 operation: ClusterOp::FraudCounts,
                 error: &e,

@@ -18,7 +18,8 @@
 //! ([`crate::cluster::fraud_sync`]), so the threshold holds over every node:
 //! every node that sees a range over blocks it, and the block is written
 //! beside the counts, so nodes that see the range only later block it too.
-//! One node records the incident (and disables the link).
+//! One node records the incident (and disables the link); a re-enable's grace
+//! period is written there too, so whichever node records honours it.
 //!
 //! Bounds, said out loud: observations wait in a preallocated queue of
 //! [`OBSERVATION_QUEUE_LIMIT`]; the detector is woken once per burst. Past the
@@ -69,8 +70,11 @@ const GRACE_LIMIT: usize = 100_000;
 pub enum FraudMsg {
     /// Observations are queued: take them all.
     Drain,
-    /// The link was re-enabled: forget its windows, start its grace period.
+    /// The link changed (another node's change, in a cluster): forget its windows.
     Forget(String),
+    /// The link was re-enabled here: forget its windows, start its grace
+    /// period (shared with every node in a cluster).
+    Reenabled(String),
     /// Cluster mode: write this node's counts and decide on the sums.
     Flush,
 }
@@ -138,6 +142,10 @@ impl FraudHandle {
 
     pub fn forget(&self, code: &str) {
         let _ = self.actor.cast(FraudMsg::Forget(code.to_string()));
+    }
+
+    pub fn reenabled(&self, code: &str) {
+        let _ = self.actor.cast(FraudMsg::Reenabled(code.to_string()));
     }
 
     pub async fn stop_and_wait(&self) {
@@ -271,15 +279,15 @@ impl Actor for FraudDetector {
                     state.act(over.key, over.clicks, over.recorder).await;
                 }
             }
-            FraudMsg::Forget(code) => {
-                state.windows.forget_code(&code);
-                if let Some(shared) = &mut state.args.cluster {
-                    shared.forget(&code, Utc::now().timestamp());
-                }
+            FraudMsg::Forget(code) => state.forget(&code),
+            FraudMsg::Reenabled(code) => {
+                state.forget(&code);
                 let now = now_secs();
-                let grace = state.args.config.grace_after_enable.as_secs();
-                state.graces.set(Arc::from(code), now + grace, now);
-                state.metrics.tracked.set(state.windows.len() as f64);
+                let until = now + state.args.config.grace_after_enable.as_secs();
+                if let Some(shared) = &state.args.cluster {
+                    shared.share_grace(&code, until).await;
+                }
+                state.graces.set(Arc::from(code), until, now);
             }
         }
         Ok(())
@@ -291,6 +299,24 @@ fn now_secs() -> u64 {
 }
 
 impl FraudState {
+    fn forget(&mut self, code: &str) {
+        self.windows.forget_code(code);
+        if let Some(shared) = &mut self.args.cluster {
+            shared.forget(code, Utc::now().timestamp());
+        }
+        self.metrics.tracked.set(self.windows.len() as f64);
+    }
+
+    /// The end of `code`'s grace period: set here, or by any node in a cluster.
+    async fn grace(&self, code: &str, now: u64) -> Option<u64> {
+        let here = self.graces.active(&Arc::from(code), now);
+        let shared = match &self.args.cluster {
+            Some(shared) => shared.grace(code, now as i64).await,
+            None => None,
+        };
+        here.max(shared)
+    }
+
     /// `key` went over the threshold with `clicks`: block the range or disable
     /// the link, as the link's policy says. Only the `recorder` (one node in a
     /// cluster) records the incident and disables.
@@ -307,7 +333,10 @@ impl FraudState {
         let clicks = u32::try_from(clicks).unwrap_or(u32::MAX);
         let now = now_secs();
         let policy = link.fraud_policy.unwrap_or(self.args.config.policy);
-        let grace = self.graces.active(&key.code, now);
+        let grace = match policy {
+            FraudAction::DisableLink => self.grace(code, now).await,
+            FraudAction::BlockRange => None,
+        };
         match policy::decide(policy, grace, now) {
             FraudAction::BlockRange => {
                 let until = now + self.args.config.block_for.as_secs();

@@ -255,7 +255,7 @@ pub async fn update(
             .as_ref()
             .filter(|_| old.disabled && !link.disabled)
         {
-            fraud.forget(&link.code);
+            fraud.reenabled(&link.code);
         }
         state.fanout.committed(event, deliveries);
     }
