@@ -26,6 +26,15 @@ use crate::{
     metrics::events::{ClusterCallFailed, ClusterOp},
 };
 
+/// A fraud table call failed: logged and counted, the flush goes on.
+fn count_failed(error: &super::cql::ClusterError) {
+    ClusterCallFailed {
+        operation: ClusterOp::FraudCounts,
+        error,
+    }
+    .emit();
+}
+
 /// The fraud table partition `(code, GRACE_RANGE)` holds a link's grace row.
 const GRACE_RANGE: &str = "grace";
 
@@ -117,11 +126,7 @@ impl SharedCounts {
         match self.cql.fraud_rows(code, GRACE_RANGE, seconds).await {
             Ok(rows) => blocked_until(&rows, now_sec),
             Err(e) => {
-                ClusterCallFailed {
-                    operation: ClusterOp::FraudCounts,
-                    error: &e,
-                }
-                .emit();
+                count_failed(&e);
                 None
             }
         }
@@ -135,11 +140,7 @@ impl SharedCounts {
             .cql
             .write_fraud_mark(code, range, BLOCK_SECOND, until, ttl);
         if let Err(e) = written.await {
-            ClusterCallFailed {
-                operation: ClusterOp::FraudCounts,
-                error: &e,
-            }
-            .emit();
+            count_failed(&e);
         }
     }
 
@@ -152,11 +153,7 @@ impl SharedCounts {
             return Flushed::default();
         }
         if let Err(e) = self.cql.write_fraud_counts(&rows).await {
-            ClusterCallFailed {
-                operation: ClusterOp::FraudCounts,
-                error: &e,
-            }
-            .emit();
+            count_failed(&e);
             self.local.unflush(&rows);
             return Flushed::default();
         }
@@ -184,11 +181,7 @@ impl SharedCounts {
                         (over || blocked.is_some()).then_some((key, over.then_some(total), blocked))
                     }
                     Err(e) => {
-                        ClusterCallFailed {
-                            operation: ClusterOp::FraudCounts,
-                            error: &e,
-                        }
-                        .emit();
+                        count_failed(&e);
                         None
                     }
                 }
@@ -209,11 +202,7 @@ impl SharedCounts {
             let recorder = match self.cql.claim_once(&claim).await {
                 Ok(won) => won,
                 Err(e) => {
-                    ClusterCallFailed {
-                        operation: ClusterOp::FraudCounts,
-                        error: &e,
-                    }
-                    .emit();
+                    count_failed(&e);
                     false
                 }
             };
