@@ -27,6 +27,7 @@ fn link(code: String) -> Link {
         disabled: false,
         disabled_reason: None,
         tags: vec!["bench".into()],
+        fraud_policy: None,
     }
 }
 

@@ -97,6 +97,32 @@ pub struct Link {
     pub disabled: bool,
     pub disabled_reason: Option<String>,
     pub tags: Vec<String>,
+    /// What a click flood does to this link; `None`: the server's `fraud.policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraud_policy: Option<FraudAction>,
+}
+
+/// What the fraud detector does when one IP range floods a link: a link's
+/// policy, and what an incident records it did. Parsing is the validation
+/// (API input and config alike).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudAction {
+    /// Stop storing, counting and forwarding that range's clicks on the link
+    /// for a while; everyone else is unaffected.
+    #[default]
+    BlockRange,
+    /// Disable the link for every visitor.
+    DisableLink,
+}
+
+impl FraudAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FraudAction::BlockRange => "block_range",
+            FraudAction::DisableLink => "disable_link",
+        }
+    }
 }
 
 impl Link {
@@ -237,7 +263,7 @@ pub enum DeliveryUpdate {
     Save(Delivery),
 }
 
-/// A link the fraud detector disabled.
+/// A link the fraud detector acted on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: Uuid,
@@ -247,6 +273,13 @@ pub struct Incident {
     pub clicks: u32,
     pub window_secs: u64,
     pub at: DateTime<Utc>,
+    /// Incidents recorded before ranges could be blocked all disabled the link.
+    #[serde(default = "disabled_link")]
+    pub action: FraudAction,
+}
+
+fn disabled_link() -> FraudAction {
+    FraudAction::DisableLink
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

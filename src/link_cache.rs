@@ -330,6 +330,7 @@ mod tests {
             disabled: false,
             disabled_reason: None,
             tags: vec![],
+            fraud_policy: None,
         }
     }
 
@@ -408,51 +409,60 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn concurrent_misses_read_the_store_once() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_misses_on_many_threads_read_the_store_once() {
         let (cache, store, _dir) = cache(100).await;
         store.insert_link(&link("one"), &[]).await.unwrap();
-        let found = futures::future::join_all((0..8).map(|_| cache.lookup("one"))).await;
-        let links: Vec<Arc<CachedLink>> = found
-            .into_iter()
-            .map(|r| match r.unwrap() {
-                Lookup::Found(l) => l,
-                Lookup::NotFound => panic!("expected the stored link"),
+        let cache = Arc::new(cache);
+        let lookups: Vec<_> = (0..64)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    match cache.lookup("one").await.unwrap() {
+                        Lookup::Found(l) => l,
+                        Lookup::NotFound => panic!("expected the stored link"),
+                    }
+                })
             })
             .collect();
+        let mut links = Vec::new();
+        for lookup in lookups {
+            links.push(lookup.await.unwrap());
+        }
         // Every store read builds its own CachedLink: one value means one read.
         assert!(links.iter().all(|l| Arc::ptr_eq(l, &links[0])));
     }
 
+    /// A scan of 100,000 unknown codes, the shape of a cache-busting attack,
+    /// with the hot links still asked for now and then as real traffic does.
     #[tokio::test]
-    async fn a_scan_of_unknown_codes_keeps_hot_links() {
-        let (cache, store, _dir) = cache(100).await;
-        let hot: Vec<Link> = (0..10).map(|i| link(&format!("hot{i}"))).collect();
+    async fn a_long_scan_of_random_codes_keeps_hot_links_cached() {
+        let (cache, store, _dir) = cache(1_000).await;
+        let hot: Vec<Link> = (0..20).map(|i| link(&format!("hot{i}"))).collect();
         for l in &hot {
             store.insert_link(l, &[]).await.unwrap();
-            for _ in 0..4 {
-                assert!(matches!(
-                    cache.lookup(&l.code).await.unwrap(),
-                    Lookup::Found(_)
-                ));
+            for _ in 0..2 {
+                assert!(matches!(cache.lookup(&l.code).await, Ok(Lookup::Found(_))));
             }
         }
-        for _ in 0..1000 {
-            let code = Uuid::now_v7().simple().to_string();
-            assert!(matches!(
-                cache.lookup(&code).await.unwrap(),
-                Lookup::NotFound
-            ));
-        }
-        assert!(cache.len() <= 100, "len {}", cache.len());
-        // Gone from the store: only the cache can still answer them.
+        // Gone from the store: from here only the cache can answer them.
         for l in &hot {
             store.delete_link(l).await.unwrap();
-            assert!(
-                matches!(cache.lookup(&l.code).await.unwrap(), Lookup::Found(_)),
-                "{} was evicted",
-                l.code
-            );
         }
+        for i in 0..100_000u32 {
+            let code = format!("scan{i:08x}{:08x}", rand::random::<u32>());
+            assert!(matches!(cache.lookup(&code).await, Ok(Lookup::NotFound)));
+            if i % 1_000 == 999 {
+                for l in &hot {
+                    let found = cache.lookup(&l.code).await;
+                    assert!(
+                        matches!(found, Ok(Lookup::Found(_))),
+                        "{} evicted at {i}",
+                        l.code
+                    );
+                }
+            }
+        }
+        assert!(cache.len() <= 1_000, "len {}", cache.len());
     }
 }

@@ -212,9 +212,9 @@ async fn next_fraud_event(
     .expect("fraud event within 20s")
 }
 
-/// One shard, so clicks reach the detector in the order they were made.
-const FRAUD: &str =
-    "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[redirect]\ndurable_ack = true\nshards = 1\n";
+/// One shard, so clicks reach the detector in the order they were made; a
+/// flood disables the link (the default only blocks the range: tests/fraud.rs).
+const FRAUD: &str = "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[redirect]\ndurable_ack = true\nshards = 1\n[fraud]\npolicy = \"disable_link\"\n";
 
 async fn hammer(server: &Arc<TestServer>, code: &str, addresses: Vec<String>) {
     let mut tasks = Vec::new();
@@ -296,6 +296,7 @@ async fn one_range_hammering_a_link_disables_it() {
     assert_eq!(items[0]["ip_range"], "203.0.113.0/24");
     assert_eq!(items[0]["clicks"], 201);
     assert_eq!(items[0]["window_secs"], 10);
+    assert_eq!(items[0]["action"], "disable_link");
 
     // One shard and FIFO hand-off: everything before the trip has been judged.
     for code in ["bystander", "spread"] {

@@ -83,7 +83,7 @@ fn node_config(dir: &Path, name: &str, store: &str, id: Uuid) -> PathBuf {
         "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
          [auth]\nadmin_token = \"{ADMIN}\"\n{store}\
          [redirect]\ndurable_ack = true\n\
-         [fraud]\nthreshold = 100\nwindow = \"60s\"\n\
+         [fraud]\nthreshold = 100\nwindow = \"60s\"\npolicy = \"disable_link\"\n\
          [webhooks]\nallow_private_targets = true\nretry_jitter = 0.0\ntimeout = \"500ms\"\n\
          max_endpoints_per_account = 50\nretry_schedule = [{}]\n\
          [cluster]\nheartbeat = \"200ms\"\nlease_ttl = \"2s\"\nnode_id = \"{id}\"\n",
@@ -136,6 +136,13 @@ async fn link_everywhere(
     node.link(key, json!({"destination": destination, "code": code}))
         .await;
     tokio::time::sleep_until(since + PROPAGATION).await;
+}
+
+/// The account's fraud incidents on `code`.
+async fn incidents_on(node: &TestServer, key: &str, code: &str) -> Vec<Value> {
+    let reply = node.get("/v1/fraud/incidents", Some(key)).await;
+    let items = reply.body["items"].as_array().cloned().unwrap_or_default();
+    items.into_iter().filter(|i| i["code"] == code).collect()
 }
 
 async fn total_leases(nodes: &[&Node]) -> f64 {
@@ -279,11 +286,10 @@ async fn three_nodes_share_one_keyspace() {
         }
     }
     let incident = wait_until(LONG, "the fraud incident", || async {
-        let reply = c.api.get("/v1/fraud/incidents", Some(&key)).await;
-        let items = reply.body["items"].as_array().cloned().unwrap_or_default();
-        items.into_iter().find(|i| i["code"] == "hot")
+        incidents_on(&c.api, &key, "hot").await.pop()
     })
     .await;
+    assert_eq!(incident["action"], "disable_link", "{incident}");
     let clicks = incident["clicks"].as_u64().expect("clicks");
     eprintln!(
         "scenario 4: disabled at {clicks} clicks (one node: 101), {redirected} redirected in all"
@@ -292,11 +298,8 @@ async fn three_nodes_share_one_keyspace() {
         (91..=111).contains(&clicks),
         "threshold off by more than 10%: {clicks}"
     );
-    let incidents = c.api.get("/v1/fraud/incidents", Some(&key)).await;
-    let hot = incidents.body["items"]
-        .as_array()
-        .map(|items| items.iter().filter(|i| i["code"] == "hot").count());
-    assert_eq!(hot, Some(1), "one incident, one disable");
+    let hot = incidents_on(&c.api, &key, "hot").await.len();
+    assert_eq!(hot, 1, "one incident, one disable");
 
     // 4b. Re-enabled through A: the range starts a fresh window on every node,
     // so 60 more clicks (160 in the 60 s window) leave the link enabled.
@@ -324,6 +327,59 @@ async fn three_nodes_share_one_keyspace() {
         link.body
     );
     eprintln!("scenario 4b: re-enabled link took 60 more clicks from the range and stayed enabled");
+
+    // 4c. A block_range link: the flood blocks its range on every node, one
+    // incident, and the link keeps answering and counting everyone else.
+    let body = json!({"destination": "https://example.com/s", "code": "shield",
+                      "fraud_policy": "block_range"});
+    a.api.link(&key, body).await;
+    tokio::time::sleep(PROPAGATION).await;
+    let from = |i: usize| format!("198.51.100.{}", i % 250);
+    for i in 0..150 {
+        pace.tick().await;
+        let reply = nodes[i % 3]
+            .api
+            .visit("/shield", &[("x-forwarded-for", &from(i))])
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FOUND,
+            "click {i} on a block_range link"
+        );
+    }
+    let incident = wait_until(LONG, "the block incident", || async {
+        incidents_on(&c.api, &key, "shield").await.pop()
+    })
+    .await;
+    assert_eq!(incident["action"], "block_range");
+    tokio::time::sleep(PROPAGATION).await;
+    let before = c.api.click_count(&key, "shield").await;
+    for (i, node) in nodes.iter().enumerate() {
+        let blocked = node
+            .api
+            .visit("/shield", &[("x-forwarded-for", &from(i))])
+            .await;
+        let other = node
+            .api
+            .visit("/shield", &[("x-forwarded-for", "192.0.2.1")])
+            .await;
+        assert_eq!(
+            (blocked.status, other.status),
+            (StatusCode::FOUND, StatusCode::FOUND)
+        );
+    }
+    let after = c.api.click_count(&key, "shield").await;
+    assert_eq!(
+        after,
+        before + 3,
+        "only the other range's clicks counted, on every node"
+    );
+    let shield = incidents_on(&c.api, &key, "shield").await.len();
+    assert_eq!(shield, 1, "one incident");
+    eprintln!(
+        "scenario 4c: range blocked on every node at {} clicks",
+        incident["clicks"]
+    );
 
     // 5. A link expiring with three nodes up: one link.expired, one event_id.
     endpoints.push(endpoint(&b.api, &key, rx.url("/expired"), json!(["link.expired"])).await);

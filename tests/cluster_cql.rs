@@ -13,7 +13,7 @@ use relurl::{
     cluster::{
         cql::{ClusterCql, ClusterOptions},
         feed::{BUCKET_MS, Change, ChangeKind, FeedCursor},
-        fraud::{FraudCount, decide},
+        fraud::{BLOCK_SECOND, FraudCount, blocked_until, decide},
         lease::{Holder, LeaseName, LeaseOutcome},
     },
     fraud::window::WindowKey,
@@ -289,5 +289,21 @@ async fn fraud_counts_from_two_nodes_sum_over_the_window() {
     assert_eq!(rows, vec![(100, 3), (101, 4), (101, 5)]);
     assert_eq!(decide(rows.clone(), 101, 10, 11), (12, true));
     assert_eq!(decide(rows, 101, 10, 12), (12, false));
+
+    // B blocks the range: A's next read of the key, past every second, sees it.
+    let until = Utc::now().timestamp() + 3600;
+    let range = key.range.to_string();
+    b.write_fraud_mark(
+        "hot",
+        &range,
+        BLOCK_SECOND,
+        until,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let rows = a.window_counts(&key, 92..=BLOCK_SECOND).await.unwrap();
+    assert_eq!(blocked_until(&rows, 101), Some(until as u64));
+    assert_eq!(decide(rows, 101, 10, 11), (12, true), "never summed");
     ks.drop().await;
 }

@@ -3,6 +3,10 @@
 //! `flush_max_batch` clicks wait), enriches, writes one store batch of clicks and
 //! counter increments, and only then passes the clicks on.
 //!
+//! Clicks from a range the fraud detector blocked on their link were redirected
+//! and stop here: not stored, counted or forwarded, only counted in
+//! `relurl_fraud_clicks_blocked_total`.
+//!
 //! A batch the store refuses is kept and retried with backoff; meanwhile the
 //! queue fills and sheds detail (counts are kept), so memory stays bounded.
 //!
@@ -22,7 +26,7 @@ use tokio::sync::oneshot;
 use super::{ShardSlot, enrich};
 use crate::metrics::{
     ClickFlushMetrics,
-    events::{ClickFlushRefused, Supervised},
+    events::{BlockedClicksDropped, ClickFlushRefused, Supervised},
 };
 use crate::{
     clicks::enrich::GeoIp,
@@ -204,6 +208,7 @@ impl ShardState {
         let mut acks = Vec::new();
         let mut deliveries = Vec::new();
         let mut counts: HashMap<Arc<str>, u64> = HashMap::new();
+        let mut blocked = 0;
         while clicks.len() < max {
             let Some(queued) = self.slot.queue.pop() else {
                 break;
@@ -215,6 +220,14 @@ impl ShardState {
                 &self.config.trusted_proxies,
                 &self.config.geo,
             );
+            acks.extend(queued.ack);
+            let now = click.at.timestamp().max(0) as u64;
+            if let Some(fraud) = &self.config.fraud
+                && fraud.blocks(&link.code, click.ip, now)
+            {
+                blocked += 1;
+                continue;
+            }
             *counts.entry(link.code.clone()).or_default() += 1;
             let wanted = self.config.fanout.prepare_if_wanted(
                 link.account_id,
@@ -226,10 +239,12 @@ impl ShardState {
                 events.push(event);
             }
             clicks.push(click);
-            acks.extend(queued.ack);
         }
-        if !clicks.is_empty() {
+        if !clicks.is_empty() || blocked > 0 {
             self.slot.space.notify_waiters();
+        }
+        if blocked > 0 {
+            BlockedClicksDropped { clicks: blocked }.emit();
         }
         for entry in self.slot.shed.pin().iter() {
             let shed = entry.1.swap(0, Ordering::AcqRel);
@@ -238,6 +253,10 @@ impl ShardState {
             }
         }
         if clicks.is_empty() && counts.is_empty() {
+            // Only blocked clicks: nothing to make durable before answering.
+            for ack in acks {
+                let _ = ack.send(());
+            }
             return None;
         }
         Some(PendingBatch {

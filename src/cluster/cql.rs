@@ -339,25 +339,49 @@ impl ClusterCql {
         Ok(())
     }
 
+    /// Writes a marker row in the fraud table: `n` = `until` at `second` in the
+    /// partition `(code, range)`, gone after `ttl` (a block, a grace period).
+    pub async fn write_fraud_mark(
+        &self,
+        code: &str,
+        range: &str,
+        second: i64,
+        until: i64,
+        ttl: Duration,
+    ) -> Result<()> {
+        let values = (code, range, second, self.node, until, ttl_secs(ttl));
+        self.session
+            .execute_unpaged(&self.st.fraud_insert, values)
+            .await
+            .map_err(|e| failed("writing a fraud mark")(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Every node's `(second, n)` rows of the partition `(code, range)` in `seconds`.
+    pub async fn fraud_rows(
+        &self,
+        code: &str,
+        range: &str,
+        seconds: RangeInclusive<i64>,
+    ) -> Result<Vec<(i64, i64)>> {
+        let values = (code, range, *seconds.start(), *seconds.end());
+        self.read_all(
+            &self.st.fraud_window,
+            values,
+            usize::MAX,
+            "reading fraud rows",
+        )
+        .await
+    }
+
     /// Every node's `(second, count)` rows of `key` in `seconds`.
     pub async fn window_counts(
         &self,
         key: &WindowKey,
         seconds: RangeInclusive<i64>,
     ) -> Result<Vec<(i64, i64)>> {
-        let values = (
-            &*key.code,
-            key.range.to_string(),
-            *seconds.start(),
-            *seconds.end(),
-        );
-        self.read_all(
-            &self.st.fraud_window,
-            values,
-            usize::MAX,
-            "reading fraud counts",
-        )
-        .await
+        self.fraud_rows(&key.code, &key.range.to_string(), seconds)
+            .await
     }
 
     /// A read of up to `limit` rows, paged.

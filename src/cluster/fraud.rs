@@ -114,6 +114,18 @@ impl LocalCounts {
     }
 }
 
+/// The `second` of a key's block row: `n` is the unix second the block ends.
+/// Past every real second, so no window sums it.
+pub const BLOCK_SECOND: i64 = i64::MAX;
+
+/// The deadline in a key's block row, if there is one still ahead of `now_sec`.
+pub fn blocked_until(rows: &[(i64, i64)], now_sec: i64) -> Option<u64> {
+    rows.iter()
+        .filter(|(second, until)| *second == BLOCK_SECOND && *until > now_sec)
+        .map(|(_, until)| *until as u64)
+        .max()
+}
+
 /// The seconds a window of `window_secs` ending at `now_sec` covers (the same
 /// span the single-node detector counts).
 pub fn window(now_sec: i64, window_secs: i64) -> RangeInclusive<i64> {
@@ -228,6 +240,14 @@ mod tests {
             (60, false),
             "second 91 left the window"
         );
+    }
+
+    #[test]
+    fn a_block_row_is_found_while_ahead_and_never_summed() {
+        let rows = [(95, 150), (100, 100), (BLOCK_SECOND, 200)];
+        assert_eq!(blocked_until(&rows, 100), Some(200));
+        assert_eq!(blocked_until(&rows, 200), None, "it has ended");
+        assert_eq!(decide(rows, 100, 10, 200), (250, true));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The fraud detector's cluster-mode counting: clicks are counted per second
 //! here ([`LocalCounts`]), flushed to the shared table every flush period, and
-//! each key this node wrote is summed over every node's rows. A key over the
-//! threshold is acted on by the one node that wins a short LWT claim on it.
+//! each key this node wrote is summed over every node's rows. Every node that
+//! finds a key over the threshold decides the same way (the link's policy);
+//! the one node that wins a short LWT claim on it records the incident (and
+//! disables the link). A blocked range is written beside its counts (a row at
+//! [`BLOCK_SECOND`] holding the deadline, TTL to it), so a node that sees the
+//! range's clicks only later, after the window has moved on, blocks it too.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -9,19 +13,50 @@ use std::{
     time::Duration,
 };
 
+use chrono::Utc;
+
 use futures::StreamExt;
 
 use super::{
     cql::ClusterCql,
-    fraud::{LocalCounts, decide, window},
+    fraud::{BLOCK_SECOND, LocalCounts, blocked_until, decide, window},
 };
 use crate::{
     fraud::window::WindowKey,
     metrics::events::{ClusterCallFailed, ClusterOp},
 };
 
+/// A fraud table call failed: logged and counted, the flush goes on.
+fn count_failed(error: &super::cql::ClusterError) {
+    ClusterCallFailed {
+        operation: ClusterOp::FraudCounts,
+        error,
+    }
+    .emit();
+}
+
+/// The fraud table partition `(code, GRACE_RANGE)` holds a link's grace row.
+const GRACE_RANGE: &str = "grace";
+
 /// Window reads in flight at once per flush.
 const CONCURRENT_READS: usize = 16;
+
+/// A key over the threshold cluster-wide.
+#[derive(Debug)]
+pub struct Over {
+    pub key: WindowKey,
+    pub clicks: u64,
+    /// This node won the claim: it records the incident.
+    pub recorder: bool,
+}
+
+/// What one flush found.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    pub over: Vec<Over>,
+    /// Keys another node blocked, with the unix second the block ends.
+    pub blocked: Vec<(WindowKey, u64)>,
+}
 
 pub struct SharedCounts {
     cql: Arc<ClusterCql>,
@@ -73,22 +108,54 @@ impl SharedCounts {
         self.local.untracked
     }
 
+    /// Tells every node that `key` is blocked until unix second `until`.
+    pub async fn share_block(&self, key: &WindowKey, until: u64) {
+        let range = key.range.to_string();
+        self.mark(&key.code, &range, until).await;
+    }
+
+    /// Tells every node that `code` is in its grace period until `until`
+    /// (a partition of its own beside the link's ranges).
+    pub async fn share_grace(&self, code: &str, until: u64) {
+        self.mark(code, GRACE_RANGE, until).await;
+    }
+
+    /// The end of `code`'s grace period, as any node set it.
+    pub async fn grace(&self, code: &str, now_sec: i64) -> Option<u64> {
+        let seconds = BLOCK_SECOND..=BLOCK_SECOND;
+        match self.cql.fraud_rows(code, GRACE_RANGE, seconds).await {
+            Ok(rows) => blocked_until(&rows, now_sec),
+            Err(e) => {
+                count_failed(&e);
+                None
+            }
+        }
+    }
+
+    async fn mark(&self, code: &str, range: &str, until: u64) {
+        let left = until.saturating_sub(Utc::now().timestamp().max(0) as u64);
+        let until = i64::try_from(until).unwrap_or(i64::MAX);
+        let ttl = Duration::from_secs(left.max(1));
+        let written = self
+            .cql
+            .write_fraud_mark(code, range, BLOCK_SECOND, until, ttl);
+        if let Err(e) = written.await {
+            count_failed(&e);
+        }
+    }
+
     /// Writes this node's changed counts, then sums each written key over every
-    /// node: the keys over the threshold that this node is to act on, with
-    /// their cluster-wide click count.
-    pub async fn flush(&mut self, now_sec: i64) -> Vec<(WindowKey, u64)> {
+    /// node: the keys over the threshold with their cluster-wide click count,
+    /// and the keys some node has blocked.
+    pub async fn flush(&mut self, now_sec: i64) -> Flushed {
         let rows = self.local.flush(now_sec);
         if rows.is_empty() {
-            return Vec::new();
+            return Flushed::default();
         }
         if let Err(e) = self.cql.write_fraud_counts(&rows).await {
-            ClusterCallFailed {
-                operation: ClusterOp::FraudCounts,
-                error: &e,
-            }
-            .emit();
+            count_failed(&e);
             self.local.unflush(&rows);
-            return Vec::new();
+            return Flushed::default();
         }
         let oldest = *window(now_sec, self.window_secs).start();
         self.tripped.retain(|_, at| *at >= oldest);
@@ -100,22 +167,21 @@ impl SharedCounts {
             .collect();
         let (cql, window_secs, threshold) = (&self.cql, self.window_secs, self.threshold);
         let reset = &self.reset;
-        let over: Vec<(WindowKey, u64)> = futures::stream::iter(keys)
+        // Read up to the block row, past every second.
+        let read_until = BLOCK_SECOND;
+        let found: Vec<(WindowKey, Option<u64>, Option<u64>)> = futures::stream::iter(keys)
             .map(|key| async move {
-                let span = window(now_sec, window_secs);
+                let span = *window(now_sec, window_secs).start()..=read_until;
                 match cql.window_counts(&key, span).await {
                     Ok(counts) => {
+                        let blocked = blocked_until(&counts, now_sec);
                         let since = reset.get(&key.code).copied().unwrap_or(i64::MIN);
                         let counts = counts.into_iter().filter(|(second, _)| *second > since);
                         let (total, over) = decide(counts, now_sec, window_secs, threshold);
-                        over.then_some((key, total))
+                        (over || blocked.is_some()).then_some((key, over.then_some(total), blocked))
                     }
                     Err(e) => {
-                        ClusterCallFailed {
-                            operation: ClusterOp::FraudCounts,
-                            error: &e,
-                        }
-                        .emit();
+                        count_failed(&e);
                         None
                     }
                 }
@@ -124,21 +190,28 @@ impl SharedCounts {
             .filter_map(|found| async move { found })
             .collect()
             .await;
-        let mut mine = Vec::new();
-        for (key, total) in over {
-            self.tripped.insert(key.clone(), now_sec);
-            // Every node that wrote the key sees it over; one acts.
-            let claim = format!("fraud:{}:{}", key.code, key.range);
-            match self.cql.claim_once(&claim).await {
-                Ok(true) => mine.push((key, total)),
-                Ok(false) => {}
-                Err(e) => ClusterCallFailed {
-                    operation: ClusterOp::FraudCounts,
-                    error: &e,
-                }
-                .emit(),
+        let mut flushed = Flushed::default();
+        for (key, total, blocked) in found {
+            if let Some(until) = blocked {
+                flushed.blocked.push((key.clone(), until));
             }
+            let Some(clicks) = total else { continue };
+            self.tripped.insert(key.clone(), now_sec);
+            // Every node that wrote the key sees it over; one records.
+            let claim = format!("fraud:{}:{}", key.code, key.range);
+            let recorder = match self.cql.claim_once(&claim).await {
+                Ok(won) => won,
+                Err(e) => {
+                    count_failed(&e);
+                    false
+                }
+            };
+            flushed.over.push(Over {
+                key,
+                clicks,
+                recorder,
+            });
         }
-        mine
+        flushed
     }
 }

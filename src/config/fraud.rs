@@ -1,10 +1,12 @@
-//! `[fraud]`: the click-flood detector's window and threshold.
+//! `[fraud]`: the click-flood detector's window, threshold and what it does
+//! past the threshold.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Errors, HOUR};
+use super::{DAY, Errors, HOUR};
+use crate::domain::FraudAction;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -15,6 +17,9 @@ pub struct RawFraud {
     pub ipv4_prefix: u8,
     pub ipv6_prefix: u8,
     pub max_tracked_keys: u32,
+    pub policy: FraudAction,
+    pub block_for: String,
+    pub grace_after_enable: String,
 }
 
 impl Default for RawFraud {
@@ -26,6 +31,9 @@ impl Default for RawFraud {
             ipv4_prefix: 24,
             ipv6_prefix: 48,
             max_tracked_keys: 1_000_000,
+            policy: FraudAction::BlockRange,
+            block_for: "1h".into(),
+            grace_after_enable: "10m".into(),
         }
     }
 }
@@ -39,6 +47,12 @@ pub struct FraudConfig {
     pub ipv4_prefix: u8,
     pub ipv6_prefix: u8,
     pub max_tracked_keys: usize,
+    /// For links without a `fraud_policy` of their own.
+    pub policy: FraudAction,
+    /// How long a flooding range stays blocked on a link (whole seconds).
+    pub block_for: Duration,
+    /// After a re-enable, the link is not disabled again for this long (whole seconds).
+    pub grace_after_enable: Duration,
 }
 
 impl RawFraud {
@@ -61,6 +75,16 @@ impl RawFraud {
             "fraud.max_tracked_keys",
             "at least 1",
         );
+        let block_for = errors.seconds(
+            "fraud.block_for",
+            &self.block_for,
+            Duration::from_secs(1)..=7 * DAY,
+        );
+        let grace = errors.seconds(
+            "fraud.grace_after_enable",
+            &self.grace_after_enable,
+            Duration::ZERO..=DAY,
+        );
         FraudConfig {
             enabled: self.enabled,
             window: window.unwrap_or_default(),
@@ -68,6 +92,9 @@ impl RawFraud {
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,
             max_tracked_keys: self.max_tracked_keys as usize,
+            policy: self.policy,
+            block_for: block_for.unwrap_or_default(),
+            grace_after_enable: grace.unwrap_or_default(),
         }
     }
 }

@@ -1,10 +1,14 @@
 //! Sliding-window counting per (link, IP range): pure logic, no clock of its own
 //! (callers pass the click's time), so tests drive it directly.
+//!
+//! The windows live in a bounded S3-FIFO map (`quick_cache`): a key seen once
+//! (a flood of new ranges or links) leaves before keys hit again, so filling
+//! the table cannot switch detection off for anyone else, and a new key costs
+//! O(1) amortised, never a sweep.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
+
+use quick_cache::unsync::Cache;
 
 use crate::net::Cidr;
 
@@ -14,42 +18,40 @@ pub struct WindowKey {
     pub range: Cidr,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Window {
     /// (second, clicks in that second), oldest first.
     buckets: VecDeque<(u64, u32)>,
     total: u32,
-    last_seen: u64,
+    /// Reported over the threshold; reported again only once the count has
+    /// fallen back to it (a block ran out, the flood resumed).
     tripped: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation {
     Counted,
-    /// This click took the window past the threshold (reported once per window).
+    /// This click took the window past the threshold (reported once per flood).
     Tripped {
         clicks: u32,
     },
-    /// Too many windows tracked; this one was not.
-    Untracked,
 }
 
 pub struct FraudWindows {
-    windows: HashMap<WindowKey, Window>,
+    windows: Cache<WindowKey, Window>,
     window_secs: u64,
     threshold: u32,
-    max_keys: usize,
-    last_sweep: u64,
+    /// Windows pushed out to make room, since the start.
+    evicted: u64,
 }
 
 impl FraudWindows {
     pub fn new(window_secs: u64, threshold: u32, max_keys: usize) -> Self {
         Self {
-            windows: HashMap::new(),
+            windows: Cache::new(max_keys.max(1)),
             window_secs: window_secs.max(1),
             threshold,
-            max_keys,
-            last_sweep: 0,
+            evicted: 0,
         }
     }
 
@@ -61,16 +63,24 @@ impl FraudWindows {
         self.windows.is_empty()
     }
 
+    /// Windows evicted to stay within the cap, since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
     /// Counts one click at `now_secs` (unix seconds).
     pub fn observe(&mut self, key: WindowKey, now_secs: u64) -> Observation {
-        if !self.windows.contains_key(&key) && self.windows.len() >= self.max_keys {
-            self.evict_idle(now_secs);
-            if self.windows.len() >= self.max_keys {
-                return Observation::Untracked;
-            }
-        }
-        let window_secs = self.window_secs;
-        let window = self.windows.entry(key).or_default();
+        let before = self.windows.len();
+        let (window_secs, threshold) = (self.window_secs, self.threshold);
+        let Some(mut window) = self
+            .windows
+            .get_mut_or_insert_with(&key, || Ok::<_, ()>(Window::default()))
+            .ok()
+            .flatten()
+        else {
+            return Observation::Counted; // an item heavier than the cache: cannot happen
+        };
+        let fresh = window.total == 0 && window.buckets.is_empty();
         let horizon = now_secs.saturating_sub(window_secs - 1);
         while window
             .buckets
@@ -81,50 +91,41 @@ impl FraudWindows {
                 window.total -= n;
             }
         }
+        if window.total <= threshold {
+            window.tripped = false;
+        }
         match window.buckets.back_mut() {
             // Same second, or a click that arrived slightly out of order.
             Some((sec, n)) if *sec >= now_secs => *n += 1,
             _ => window.buckets.push_back((now_secs, 1)),
         }
         window.total += 1;
-        window.last_seen = window.last_seen.max(now_secs);
-        if window.total > self.threshold && !window.tripped {
+        let observation = if window.total > threshold && !window.tripped {
             window.tripped = true;
-            return Observation::Tripped {
+            Observation::Tripped {
                 clicks: window.total,
-            };
+            }
+        } else {
+            Observation::Counted
+        };
+        drop(window);
+        if fresh && self.windows.len() <= before {
+            self.evicted += 1;
         }
-        Observation::Counted
+        observation
     }
 
-    /// Drops every window of a link (it was re-enabled: a fresh start).
+    /// Drops every window of a link (it was re-enabled: a fresh start). A full
+    /// pass, but only on an owner's re-enable, never per click.
     pub fn forget_code(&mut self, code: &str) {
         self.windows.retain(|k, _| &*k.code != code);
-    }
-
-    /// Drops windows with no click in the last window; returns how many. Runs at
-    /// most once per window length unless the cap forces it.
-    pub fn sweep(&mut self, now_secs: u64) -> usize {
-        if now_secs < self.last_sweep + self.window_secs {
-            return 0;
-        }
-        self.evict_idle(now_secs)
-    }
-
-    fn evict_idle(&mut self, now_secs: u64) -> usize {
-        self.last_sweep = now_secs;
-        let before = self.windows.len();
-        let window_secs = self.window_secs;
-        self.windows
-            .retain(|_, w| w.last_seen + window_secs > now_secs);
-        before - self.windows.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Observation::{Counted, Tripped, Untracked};
+    use Observation::{Counted, Tripped};
 
     fn key(code: &str, range: &str) -> WindowKey {
         WindowKey {
@@ -175,16 +176,48 @@ mod tests {
     }
 
     #[test]
-    fn capped_and_swept() {
-        let mut w = FraudWindows::new(10, 100, 2);
-        click_a(&mut w, 1);
-        w.observe(key("b", "10.0.0.0/24"), 1);
-        assert_eq!(w.observe(key("c", "10.0.0.0/24"), 2), Untracked);
-        // Once idle for a window, old keys make room.
-        assert_eq!(w.observe(key("c", "10.0.0.0/24"), 20), Counted);
-        assert_eq!(w.len(), 1);
-        assert_eq!(w.sweep(40), 1);
-        assert!(w.is_empty());
+    fn a_flood_of_new_keys_from_one_link_does_not_stop_detection_on_another() {
+        let mut w = FraudWindows::new(10, 50, 1_000);
+        // One account clicks its own link from ever new ranges: far more
+        // (link, range) pairs than the table holds, before and during an attack.
+        let mut flood = (0u32..).map(|n| {
+            let [_, a, b, c] = n.to_be_bytes();
+            key("own", &format!("{a}.{b}.{c}.0/24"))
+        });
+        for key in flood.by_ref().take(5_000) {
+            assert_eq!(w.observe(key, 100), Counted);
+        }
+        assert!(w.len() <= 1_000);
+        assert!(w.evicted() >= 4_000, "evicted {}", w.evicted());
+        // The attack on another link is counted whole and trips at the threshold.
+        for click in 1..=51 {
+            for key in flood.by_ref().take(20) {
+                w.observe(key, 101);
+            }
+            let seen = click_a(&mut w, 101);
+            let expected = if click == 51 {
+                Tripped { clicks: 51 }
+            } else {
+                Counted
+            };
+            assert_eq!(seen, expected, "click {click}");
+        }
+        assert!(w.len() <= 1_000);
+    }
+
+    #[test]
+    fn trips_again_once_a_flood_resumes_after_falling_back() {
+        let mut w = FraudWindows::new(10, 2, 100);
+        for _ in 0..2 {
+            click_a(&mut w, 100);
+        }
+        assert_eq!(click_a(&mut w, 100), Tripped { clicks: 3 });
+        assert_eq!(click_a(&mut w, 105), Counted, "still the same flood");
+        // Blocked for a while: no clicks reach the window, which empties.
+        for _ in 0..2 {
+            assert_eq!(click_a(&mut w, 200), Counted);
+        }
+        assert_eq!(click_a(&mut w, 200), Tripped { clicks: 3 });
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `GET /v1/fraud/incidents`: the caller's links the fraud detector disabled.
+//! `GET /v1/fraud/incidents`: the caller's links the fraud detector acted on,
+//! and what it did (`action`: `block_range` or `disable_link`).
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -26,5 +27,6 @@ fn incident_json(i: &Incident) -> Value {
         "window": format!("{}s", i.window_secs),
         "window_secs": i.window_secs,
         "at": timestamp(i.at),
+        "action": i.action.as_str(),
     })
 }

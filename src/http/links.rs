@@ -13,8 +13,8 @@ use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     cluster::feed::ChangeKind,
     domain::{
-        AccountId, Click, Link, REDIRECT_STATUSES, Rfc3339, generate_code, normalize_tags,
-        validate_code, validate_destination,
+        AccountId, Click, FraudAction, Link, REDIRECT_STATUSES, Rfc3339, generate_code,
+        normalize_tags, validate_code, validate_destination,
     },
     events::{Change, Event},
 };
@@ -28,6 +28,8 @@ pub struct NewLink {
     redirect_status: Option<u16>,
     #[serde(default)]
     tags: Vec<String>,
+    /// `null` or absent: the server's `fraud.policy`.
+    fraud_policy: Option<FraudAction>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,9 @@ pub struct LinkPatch {
     redirect_status: Option<u16>,
     disabled: Option<bool>,
     tags: Option<Vec<String>>,
+    /// Absent: unchanged; `null`: the server's `fraud.policy`.
+    #[serde(default, deserialize_with = "present")]
+    fraud_policy: Option<Option<FraudAction>>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -62,6 +67,7 @@ pub fn link_json(link: &Link, base_url: &str, click_count: u64) -> Value {
         "disabled": link.disabled,
         "disabled_reason": link.disabled_reason,
         "tags": link.tags,
+        "fraud_policy": link.fraud_policy,
         "click_count": click_count,
     })
 }
@@ -142,6 +148,7 @@ pub async fn create(
         disabled: false,
         disabled_reason: None,
         tags,
+        fraud_policy: body.fraud_policy,
     };
     let base = &state.config.server.public_base_url;
     // 62^7 codes: a collision is rare, several in a row are a broken store.
@@ -241,6 +248,10 @@ pub async fn update(
         changes.push(change("tags", &old.tags, &tags));
         link.tags = tags;
     }
+    if let Some(policy) = patch.fraud_policy.filter(|p| *p != old.fraud_policy) {
+        changes.push(change("fraud_policy", &old.fraud_policy, &policy));
+        link.fraud_policy = policy;
+    }
     let base = &state.config.server.public_base_url;
     if !changes.is_empty() {
         link.updated_at = Utc::now();
@@ -257,7 +268,7 @@ pub async fn update(
             .as_ref()
             .filter(|_| old.disabled && !link.disabled)
         {
-            fraud.forget(&link.code);
+            fraud.reenabled(&link.code);
         }
         state.fanout.committed(event, deliveries);
     }

@@ -76,6 +76,8 @@ pub(super) fn register() {
         CLICKS_FLUSH_ERRORS,
         SHARD_RESTARTS,
         FRAUD_LINKS_DISABLED,
+        FRAUD_RANGES_BLOCKED,
+        FRAUD_CLICKS_BLOCKED,
         FRAUD_OBSERVATIONS_DROPPED,
         WEBHOOK_ENDPOINTS_DISABLED,
         WEBHOOK_RESTARTS,
@@ -345,6 +347,47 @@ impl LinkDisabledForFraud<'_> {
             clicks,
         } = self;
         tracing::warn!(code, ip_range, clicks, "fraud: link disabled");
+    }
+}
+
+/// The fraud detector blocked one range on a link; the link stays enabled.
+pub struct RangeBlockedForFraud<'a> {
+    pub code: &'a str,
+    pub ip_range: &'a str,
+    pub clicks: u32,
+    /// Unix seconds.
+    pub until: u64,
+}
+
+impl RangeBlockedForFraud<'_> {
+    pub fn emit(self) {
+        counter!(FRAUD_RANGES_BLOCKED).increment(1);
+        let Self {
+            code,
+            ip_range,
+            clicks,
+            until,
+        } = self;
+        tracing::warn!(
+            code,
+            ip_range,
+            clicks,
+            until,
+            "fraud: range blocked on link"
+        );
+    }
+}
+
+/// A shard dropped clicks from ranges blocked on their link (they were
+/// redirected; one event per batch, not per click).
+pub struct BlockedClicksDropped {
+    pub clicks: u64,
+}
+
+impl BlockedClicksDropped {
+    pub fn emit(self) {
+        counter!(FRAUD_CLICKS_BLOCKED).increment(self.clicks);
+        tracing::debug!(clicks = self.clicks, "fraud: blocked clicks not recorded");
     }
 }
 

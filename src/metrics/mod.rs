@@ -85,11 +85,15 @@ declare! {
     FRAUD_WINDOWS: Gauge = "relurl_fraud_windows_tracked",
         "(link, ip range) windows tracked by the fraud detector";
     FRAUD_WINDOWS_EVICTED: Counter = "relurl_fraud_windows_evicted_total",
-        "fraud windows evicted to stay within the cap";
+        "fraud windows evicted (least used first) to stay within fraud.max_tracked_keys";
     FRAUD_CLICKS_UNTRACKED: Counter = "relurl_fraud_clicks_untracked_total",
         "clicks not counted for fraud because the window cap was reached";
     FRAUD_LINKS_DISABLED: Counter = "relurl_fraud_links_disabled_total",
         "links disabled by the fraud detector";
+    FRAUD_RANGES_BLOCKED: Counter = "relurl_fraud_ranges_blocked_total",
+        "(link, ip range) pairs blocked by the fraud detector";
+    FRAUD_CLICKS_BLOCKED: Counter = "relurl_fraud_clicks_blocked_total",
+        "clicks redirected but not stored, counted or forwarded because their range is blocked on the link";
     FRAUD_OBSERVATIONS_DROPPED: Counter = "relurl_fraud_observations_dropped_total",
         "persisted clicks not checked for fraud because the detector's queue was full";
     EVENTS_PUBLISHED: Counter = "relurl_events_published_total",

@@ -4,7 +4,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::fixtures::pages;
-use crate::domain::{Account, ApiKey, Incident, KeyOwner};
+use crate::domain::{Account, ApiKey, FraudAction, Incident, KeyOwner};
 use crate::store::{Paging, SharedStore};
 
 pub async fn ping_answers(store: SharedStore) {
@@ -37,6 +37,7 @@ pub async fn accounts_found_by_key_hash(store: SharedStore) {
 pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
     let a = Uuid::now_v7();
     let b = Uuid::now_v7();
+    let actions = [FraudAction::BlockRange, FraudAction::DisableLink];
     for (i, account) in [a, a, b, a].into_iter().enumerate() {
         store
             .record_incident(&Incident {
@@ -47,6 +48,7 @@ pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
                 clicks: 201,
                 window_secs: 10,
                 at: Utc::now(),
+                action: actions[i % 2],
             })
             .await
             .unwrap();
@@ -57,6 +59,15 @@ pub async fn incidents_listed_newest_first_by_account(store: SharedStore) {
         .map(|page| page.iter().map(|i| i.code.as_str()).collect())
         .collect();
     assert_eq!(codes, [vec!["i3", "i1"], vec!["i0"]]);
+    let kept: Vec<FraudAction> = listed.iter().flatten().map(|i| i.action).collect();
+    assert_eq!(
+        kept,
+        [
+            FraudAction::DisableLink,
+            FraudAction::DisableLink,
+            FraudAction::BlockRange
+        ]
+    );
     assert_eq!(
         store
             .list_incidents(b, Paging::new(10, None))

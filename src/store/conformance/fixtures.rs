@@ -49,6 +49,7 @@ pub(super) fn link(code: &str, account: Uuid, created_ms: i64) -> Link {
         disabled: false,
         disabled_reason: None,
         tags: vec!["t".into()],
+        fraud_policy: None,
     }
 }
 

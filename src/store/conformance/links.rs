@@ -4,6 +4,7 @@ use chrono::Duration;
 use uuid::Uuid;
 
 use super::fixtures::{click, link, pages};
+use crate::domain::FraudAction;
 use crate::store::{ClickBatch, Paging, SharedStore};
 
 pub async fn link_codes_are_unique(store: SharedStore) {
@@ -33,6 +34,7 @@ pub async fn link_update_and_delete(store: SharedStore) {
     l.destination = "https://example.org/new".into();
     l.disabled = true;
     l.disabled_reason = Some("fraud".into());
+    l.fraud_policy = Some(FraudAction::DisableLink);
     l.expires_at = Some(l.created_at + Duration::days(1));
     store.update_link(&l, &[]).await.unwrap();
     assert_eq!(store.get_link("upd").await.unwrap(), Some(l.clone()));
