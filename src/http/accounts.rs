@@ -9,11 +9,11 @@ use uuid::Uuid;
 use super::{
     JsonBody, SharedState,
     auth::{Admin, token_hash},
-    error::{ApiError, ApiResult},
+    error::{ApiResult, check_text},
 };
 use crate::{
     cluster::feed::ChangeKind,
-    domain::{Account, ApiKey, validate_text},
+    domain::{Account, ApiKey},
 };
 
 #[derive(Deserialize)]
@@ -28,13 +28,7 @@ pub async fn create(
     JsonBody(body): JsonBody<NewAccount>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::validation(
-            "name",
-            "name must be 1 to 200 characters",
-        ));
-    }
-    validate_text(name).map_err(|e| ApiError::validation("name", format!("name {e}")))?;
+    check_text("name", name, 1..=200)?;
     let account = Account {
         id: Uuid::now_v7(),
         name: name.to_string(),

@@ -178,3 +178,21 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Text a person will read (names, descriptions): `chars` characters long,
+/// without control or bidi characters; the error names `field`.
+pub fn check_text(
+    field: &str,
+    text: &str,
+    chars: std::ops::RangeInclusive<usize>,
+) -> ApiResult<()> {
+    if !chars.contains(&text.chars().count()) {
+        let (min, max) = (chars.start(), chars.end());
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be {min} to {max} characters"),
+        ));
+    }
+    crate::domain::validate_text(text)
+        .map_err(|e| ApiError::validation(field, format!("{field} {e}")))
+}

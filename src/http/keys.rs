@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{
     JsonBody, SharedState,
     auth::{Caller, token_hash},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, check_text},
     json::{PageParams, page_json, timestamp},
 };
 use crate::{
@@ -100,20 +100,12 @@ pub struct NewKey {
     name: Option<String>,
 }
 
-/// A key name: trimmed, 1 to 200 characters, no control characters.
+/// A key name: trimmed, 1 to 200 characters, no control or bidi characters.
 pub fn key_name(name: Option<&str>) -> ApiResult<Option<String>> {
     let Some(name) = name.map(str::trim) else {
         return Ok(None);
     };
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            "name",
-            format!("name must be 1 to {MAX_NAME_CHARS} characters, without control characters"),
-        ));
-    }
+    check_text("name", name, 1..=MAX_NAME_CHARS)?;
     Ok(Some(name.to_string()))
 }
 

@@ -8,14 +8,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, check_text};
 use super::json::{PageParams, Query, page_in_memory, page_json, timestamp};
 use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     cluster::feed::ChangeKind,
     domain::{
         AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret, dedup_keep_order,
-        validate_text, validate_webhook_url,
+        validate_webhook_url,
     },
     events::{Event, EventType},
     store::AttemptsOf,
@@ -113,14 +113,7 @@ fn check_rate(rate: u32) -> ApiResult<u32> {
 }
 
 fn check_description(description: &str) -> ApiResult<()> {
-    if description.chars().count() > 500 {
-        return Err(ApiError::validation(
-            "description",
-            "description must be at most 500 characters",
-        ));
-    }
-    validate_text(description)
-        .map_err(|e| ApiError::validation("description", format!("description {e}")))
+    check_text("description", description, 0..=500)
 }
 
 async fn check_url(state: &SharedState, url: &str) -> ApiResult<()> {
