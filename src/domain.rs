@@ -78,6 +78,10 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
     /// Deliveries that failed for good in a row (reset by any success).
     pub failed_streak: u32,
+    /// Bumped by every write, so writes are compare-and-set (0 on records
+    /// written before versions existed).
+    #[serde(default)]
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use crate::{
     cluster::feed::ChangeKind,
     domain::{AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret},
     events::{Event, EventType},
-    store::AttemptsOf,
+    store::{AttemptsOf, EndpointWrite},
     webhooks::{
         delivery,
         endpoint::{EndpointMsg, RetryError},
@@ -28,6 +28,8 @@ use crate::{
 /// How long a rotated-out secret keeps signing.
 const ROTATION_OVERLAP_HOURS: i64 = 24;
 const MAX_RATE_LIMIT: u32 = 100_000;
+/// Read-change-write rounds an API change makes against concurrent writers.
+const WRITE_TRIES: usize = 5;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +131,36 @@ async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<E
     }
 }
 
+/// Reads the endpoint, applies `change` and writes it back compare-and-set. A
+/// write in between (its actor, another request) makes it read and apply
+/// again, up to [`WRITE_TRIES`] times, then 409; a delete in between makes it
+/// 404, never a re-created endpoint.
+async fn change_endpoint(
+    state: &SharedState,
+    account: AccountId,
+    id: &str,
+    change: impl Fn(&mut Endpoint),
+) -> ApiResult<Endpoint> {
+    for _ in 0..WRITE_TRIES {
+        let mut endpoint = owned(state, account, id).await?;
+        let expected = endpoint.version;
+        change(&mut endpoint);
+        endpoint.version = expected + 1;
+        match state.store.update_endpoint(expected, &endpoint).await? {
+            EndpointWrite::Written => {
+                upsert(state, &endpoint).await;
+                return Ok(endpoint);
+            }
+            EndpointWrite::Stale => continue,
+            EndpointWrite::Gone => return Err(ApiError::not_found("webhook endpoint")),
+        }
+    }
+    Err(ApiError::conflict(
+        None,
+        "the endpoint kept changing while this request wrote it; try again",
+    ))
+}
+
 /// The endpoint was written: this node follows at once, the others through the feed.
 async fn upsert(state: &SharedState, endpoint: &Endpoint) {
     let _ = state
@@ -176,6 +208,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         failed_streak: 0,
+        version: 0,
     };
     state.store.insert_endpoint(&endpoint).await?;
     upsert(&state, &endpoint).await;
@@ -209,32 +242,33 @@ pub async fn update(
     if let Some(url) = &patch.url {
         check_url(&state, url).await?;
     }
-    let mut endpoint = owned(&state, account, &id).await?;
-    if let Some(url) = patch.url {
-        endpoint.url = url;
-    }
-    if let Some(events) = patch.events {
-        endpoint.events = events;
-    }
-    if let Some(rate) = patch.rate_limit_per_sec {
-        endpoint.rate_limit_per_sec = rate;
-    }
-    if let Some(description) = patch.description {
-        endpoint.description = description;
-    }
-    if let Some(enabled) = patch.enabled {
-        if enabled && !endpoint.enabled {
-            endpoint.disabled_reason = None;
-            endpoint.failed_streak = 0;
+    let now = Utc::now();
+    let endpoint = change_endpoint(&state, account, &id, |endpoint| {
+        if let Some(url) = &patch.url {
+            endpoint.url = url.clone();
         }
-        if !enabled && endpoint.enabled {
-            endpoint.disabled_reason = Some("disabled through the API".into());
+        if let Some(events) = &patch.events {
+            endpoint.events = events.clone();
         }
-        endpoint.enabled = enabled;
-    }
-    endpoint.updated_at = Utc::now();
-    state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint).await;
+        if let Some(rate) = patch.rate_limit_per_sec {
+            endpoint.rate_limit_per_sec = rate;
+        }
+        if let Some(description) = &patch.description {
+            endpoint.description = description.clone();
+        }
+        if let Some(enabled) = patch.enabled {
+            if enabled && !endpoint.enabled {
+                endpoint.disabled_reason = None;
+                endpoint.failed_streak = 0;
+            }
+            if !enabled && endpoint.enabled {
+                endpoint.disabled_reason = Some("disabled through the API".into());
+            }
+            endpoint.enabled = enabled;
+        }
+        endpoint.updated_at = now;
+    })
+    .await?;
     Ok(Json(endpoint_json(&endpoint)))
 }
 
@@ -259,28 +293,28 @@ pub async fn rotate_secret(
     Caller { account, state }: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let mut endpoint = owned(&state, account, &id).await?;
     let now = Utc::now();
     let overlap_end = now + Duration::hours(ROTATION_OVERLAP_HOURS);
     let secret = signer::new_secret();
-    let mut secrets = vec![Secret {
-        value: secret.clone(),
-        expires_at: None,
-    }];
-    secrets.extend(
-        endpoint
-            .secrets
-            .iter()
-            .filter(|s| s.expires_at.is_none_or(|at| at > now))
-            .map(|s| Secret {
-                value: s.value.clone(),
-                expires_at: Some(s.expires_at.map_or(overlap_end, |at| at.min(overlap_end))),
-            }),
-    );
-    endpoint.secrets = secrets;
-    endpoint.updated_at = now;
-    state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint).await;
+    let endpoint = change_endpoint(&state, account, &id, |endpoint| {
+        let mut secrets = vec![Secret {
+            value: secret.clone(),
+            expires_at: None,
+        }];
+        secrets.extend(
+            endpoint
+                .secrets
+                .iter()
+                .filter(|s| s.expires_at.is_none_or(|at| at > now))
+                .map(|s| Secret {
+                    value: s.value.clone(),
+                    expires_at: Some(s.expires_at.map_or(overlap_end, |at| at.min(overlap_end))),
+                }),
+        );
+        endpoint.secrets = secrets;
+        endpoint.updated_at = now;
+    })
+    .await?;
     let mut body = with_secret(&endpoint, &secret);
     body["previous_secret_expires_at"] = json!(timestamp(overlap_end));
     Ok(Json(body))

@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
-use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult, click_codec};
+use super::{
+    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
+    StoreResult, click_codec,
+};
 use crate::domain::{
     Account, AccountId, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
     Incident, Link,
@@ -121,6 +124,8 @@ impl EmbeddedStore {
             })?
     }
 }
+
+impl EmbeddedStore {}
 
 impl Inner {
     fn batch(&self) -> fjall::OwnedWriteBatch {
@@ -584,14 +589,30 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
-        let json = to_json(endpoint)?;
-        let id = endpoint.id;
+    /// The lock keeps other writers of the endpoint out between read and write.
+    async fn change_endpoint_if(
+        &self,
+        id: Uuid,
+        expected_version: u64,
+        change: EndpointChange,
+    ) -> StoreResult<EndpointWrite> {
         self.blocking(move |s| {
+            let _guard = s.lock();
+            let Some(stored) = s.endpoints.get(id.as_bytes())? else {
+                return Ok(EndpointWrite::Gone);
+            };
+            let stored: Endpoint = from_json(&stored)?;
+            if stored.version != expected_version {
+                return Ok(EndpointWrite::Stale);
+            }
             let mut batch = s.batch();
-            batch.insert(&s.endpoints, id.as_bytes().to_vec(), json);
+            batch.insert(
+                &s.endpoints,
+                id.as_bytes().to_vec(),
+                to_json(&change(stored))?,
+            );
             batch.commit()?;
-            Ok(())
+            Ok(EndpointWrite::Written)
         })
         .await
     }
@@ -599,6 +620,8 @@ impl Store for EmbeddedStore {
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let (id, account) = (endpoint.id, endpoint.account_id);
         self.blocking(move |s| {
+            // Under the lock, so a compare-and-set cannot write it back.
+            let _guard = s.lock();
             let mut batch = s.batch();
             batch.remove(&s.endpoints, id.as_bytes().to_vec());
             batch.remove(&s.account_endpoints, two_ids(account, id));

@@ -43,7 +43,10 @@ use scylla::{
 };
 use uuid::Uuid;
 
-use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult};
+use super::{
+    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
+    StoreResult,
+};
 use crate::domain::{
     Account, AccountId, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident, Link,
 };
@@ -153,6 +156,17 @@ impl ScyllaStore {
     /// The session, for cluster mode's tables in the same keyspace.
     pub fn cluster_handle(&self) -> Arc<Session> {
         self.inner.session.clone()
+    }
+}
+
+impl Inner {
+    /// The endpoint's stored JSON, as written.
+    async fn endpoint_text(&self, id: Uuid) -> StoreResult<Option<String>> {
+        let row: Option<(Option<String>,)> = first_row(
+            self.execute(&self.st.endpoint_get, (id,), "reading endpoint")
+                .await?,
+        )?;
+        Ok(row.and_then(|(json,)| json))
     }
 }
 
@@ -472,18 +486,45 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+    /// The lightweight transaction is conditional on the very text read, so
+    /// any write in between (or a delete) makes it not apply.
+    async fn change_endpoint_if(
+        &self,
+        id: Uuid,
+        expected_version: u64,
+        change: EndpointChange,
+    ) -> StoreResult<EndpointWrite> {
         let s = &self.inner;
-        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
-        s.run(Writes::one(&s.st.endpoint_insert, row)?).await
+        let Some(text) = s.endpoint_text(id).await? else {
+            return Ok(EndpointWrite::Gone);
+        };
+        let stored: Endpoint = from_json(&text)?;
+        if stored.version != expected_version {
+            return Ok(EndpointWrite::Stale);
+        }
+        let next = to_json(&change(stored))?;
+        let written = s
+            .execute(&s.st.endpoint_cas, (next, id, text), "updating endpoint")
+            .await?;
+        Ok(match lwt_outcome(written)? {
+            (true, _) => EndpointWrite::Written,
+            // Not applied: changed since the read, or deleted.
+            (false, _) => match s.endpoint_text(id).await? {
+                Some(_) => EndpointWrite::Stale,
+                None => EndpointWrite::Gone,
+            },
+        })
     }
 
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
         let id = endpoint.id;
+        // A lightweight transaction like the updates, so a compare-and-set
+        // racing the delete is ordered with it and cannot bring the row back.
+        s.execute(&s.st.endpoint_delete, (id,), "deleting endpoint")
+            .await?;
         let days = s.days(&s.st.attempt_days_get, id).await?;
         let mut writes = Writes::default();
-        writes.add(&s.st.endpoint_delete, (id,))?;
         writes.add(&s.st.account_endpoint_delete, (endpoint.account_id, id))?;
         writes.add(&s.st.outbox_clear, (id,))?;
         writes.add(&s.st.index_clear, (id,))?;
@@ -495,12 +536,9 @@ impl Store for ScyllaStore {
     }
 
     async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>> {
-        let s = &self.inner;
-        let row: Option<(Option<String>,)> = first_row(
-            s.execute(&s.st.endpoint_get, (id,), "reading endpoint")
-                .await?,
-        )?;
-        row.and_then(|(json,)| json)
+        self.inner
+            .endpoint_text(id)
+            .await?
             .map(|json| from_json(&json))
             .transpose()
     }
