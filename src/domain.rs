@@ -96,11 +96,13 @@ pub fn filter_takes(events: &[String], event_type: &str) -> bool {
 }
 
 impl Endpoint {
-    /// Secrets that still sign at `now`.
+    /// Secrets that still sign at `now`: the current one and at most two
+    /// rotated-out ones (endpoints rotated before that limit may store more).
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         self.secrets
             .iter()
             .filter(|s| s.expires_at.is_none_or(|at| at > now))
+            .take(3)
             .map(|s| s.value.as_str())
             .collect()
     }

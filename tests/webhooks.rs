@@ -775,6 +775,28 @@ async fn after_rotation_both_secrets_sign() {
     assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
 }
 
+/// Fifty rotations in a row: deliveries carry the newest secret and at most
+/// two earlier ones, so headers stay small enough for stock receivers.
+#[tokio::test]
+async fn after_many_rotations_at_most_three_secrets_sign() {
+    let hooked = Hooked::start(&config(""), json!({"events": ["webhook.test"]})).await;
+    let path = format!("/v1/webhooks/{}/rotate-secret", hooked.id);
+    let mut newest = String::new();
+    for _ in 0..50 {
+        let rotated = hooked
+            .server
+            .post(&path, Some(&hooked.key), json!({}))
+            .await;
+        assert_eq!(rotated.status, StatusCode::OK);
+        newest = rotated.body["secret"].as_str().unwrap().to_string();
+    }
+    hooked.send_test().await;
+    let got = hooked.receiver.wait_for(1, WAIT).await;
+    assert_signed_by(&got[0], &newest);
+    assert_eq!(got[0].header("x-relurl-signature").split(',').count(), 3);
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 3);
+}
+
 #[tokio::test]
 async fn an_endpoint_whose_deliveries_keep_failing_is_disabled() {
     let no_retries = config("disable_after_failed_deliveries = 3\n").replace(

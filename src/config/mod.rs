@@ -30,7 +30,7 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use auth::{AuthConfig, RawAuth};
+pub use auth::{AuthConfig, EncryptionKeys, RawAuth};
 pub use cluster::{ClusterConfig, RawCluster};
 pub use enrich::{EnrichConfig, RawEnrich};
 pub use fraud::{FraudConfig, RawFraud};

@@ -25,6 +25,9 @@ use crate::{
     },
 };
 
+/// Rotated-out secrets kept signing (newest first): every one adds a
+/// signature to each header, and receivers cap header sizes.
+const PREVIOUS_SECRETS: usize = 2;
 /// How long a rotated-out secret keeps signing.
 const ROTATION_OVERLAP_HOURS: i64 = 24;
 const MAX_RATE_LIMIT: u32 = 100_000;
@@ -306,6 +309,7 @@ pub async fn rotate_secret(
                 .secrets
                 .iter()
                 .filter(|s| s.expires_at.is_none_or(|at| at > now))
+                .take(PREVIOUS_SECRETS)
                 .map(|s| Secret {
                     value: s.value.clone(),
                     expires_at: Some(s.expires_at.map_or(overlap_end, |at| at.min(overlap_end))),

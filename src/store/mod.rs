@@ -11,6 +11,7 @@ pub mod click_codec;
 pub mod conformance;
 pub mod embedded;
 pub mod scylla;
+pub mod sealing;
 
 use std::sync::Arc;
 
@@ -247,6 +248,9 @@ pub trait Store: Send + Sync + 'static {
         self.change_endpoint_if(id, expected_version, Box::new(change))
             .await
     }
+    /// Seals every endpoint's secrets under the current key (start-up: after
+    /// a key rotation, or values stored before sealing); how many it rewrote.
+    async fn reseal_endpoints(&self) -> StoreResult<usize>;
     /// Removes the endpoint, its outbox and its attempts log.
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
     async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>>;

@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use super::{
     AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
-    StoreResult,
+    StoreResult, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident, Link,
@@ -94,6 +94,7 @@ impl ScyllaOptions {
 #[derive(Clone)]
 pub struct ScyllaStore {
     inner: Arc<Inner>,
+    sealer: Sealer,
 }
 
 struct Inner {
@@ -146,6 +147,7 @@ impl ScyllaStore {
                 attempt_ttl: ttl_secs(options.attempt_ttl, Duration::ZERO),
                 attempt_day_ttl: ttl_secs(options.attempt_ttl, day),
             }),
+            sealer: Sealer::default(),
         };
         store.inner.init_expiry_mark().await?;
         Ok(store)
@@ -153,6 +155,11 @@ impl ScyllaStore {
 }
 
 impl ScyllaStore {
+    /// Webhook secrets are sealed with these keys from now on.
+    pub fn with_sealer(self, sealer: Sealer) -> Self {
+        Self { sealer, ..self }
+    }
+
     /// The session, for cluster mode's tables in the same keyspace.
     pub fn cluster_handle(&self) -> Arc<Session> {
         self.inner.session.clone()
@@ -160,6 +167,22 @@ impl ScyllaStore {
 }
 
 impl Inner {
+    /// Every endpoint's stored JSON, as written.
+    async fn endpoint_texts(&self) -> StoreResult<Vec<String>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.endpoints_all.clone(), ())
+            .await
+            .map_err(|e| errors::pager("listing all endpoints", e))?;
+        let texts: Vec<(Option<String>,)> = pager
+            .rows_stream::<(Option<String>,)>()
+            .map_err(corrupt)?
+            .try_collect()
+            .await
+            .map_err(|e| errors::pager_next("listing all endpoints", e))?;
+        Ok(texts.into_iter().filter_map(|(json,)| json).collect())
+    }
+
     /// The endpoint's stored JSON, as written.
     async fn endpoint_text(&self, id: Uuid) -> StoreResult<Option<String>> {
         let row: Option<(Option<String>,)> = first_row(
@@ -477,7 +500,8 @@ impl Store for ScyllaStore {
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
-        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
+        let stored = self.sealer.seal(endpoint);
+        let row = (endpoint.id, endpoint.account_id, to_json(&stored)?);
         let mut writes = Writes::one(&s.st.endpoint_insert, row)?;
         writes.add(
             &s.st.account_endpoint_insert,
@@ -498,11 +522,11 @@ impl Store for ScyllaStore {
         let Some(text) = s.endpoint_text(id).await? else {
             return Ok(EndpointWrite::Gone);
         };
-        let stored: Endpoint = from_json(&text)?;
+        let stored = self.sealer.open(from_json(&text)?)?;
         if stored.version != expected_version {
             return Ok(EndpointWrite::Stale);
         }
-        let next = to_json(&change(stored))?;
+        let next = to_json(&self.sealer.seal(&change(stored)))?;
         let written = s
             .execute(&s.st.endpoint_cas, (next, id, text), "updating endpoint")
             .await?;
@@ -539,7 +563,7 @@ impl Store for ScyllaStore {
         self.inner
             .endpoint_text(id)
             .await?
-            .map(|json| from_json(&json))
+            .map(|json| self.sealer.open(from_json(&json)?))
             .transpose()
     }
 
@@ -555,23 +579,31 @@ impl Store for ScyllaStore {
     }
 
     async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
-        let s = &self.inner;
-        let pager = s
-            .session
-            .execute_iter(s.st.endpoints_all.clone(), ())
-            .await
-            .map_err(|e| errors::pager("listing all endpoints", e))?;
-        let texts: Vec<(Option<String>,)> = pager
-            .rows_stream::<(Option<String>,)>()
-            .map_err(corrupt)?
-            .try_collect()
-            .await
-            .map_err(|e| errors::pager_next("listing all endpoints", e))?;
-        texts
-            .into_iter()
-            .filter_map(|(json,)| json)
-            .map(|json| from_json(&json))
+        self.inner
+            .endpoint_texts()
+            .await?
+            .iter()
+            .map(|json| self.sealer.open(from_json(json)?))
             .collect()
+    }
+
+    async fn reseal_endpoints(&self) -> StoreResult<usize> {
+        let s = &self.inner;
+        let mut resealed = 0;
+        for text in s.endpoint_texts().await? {
+            let stored: Endpoint = from_json(&text)?;
+            if !self.sealer.stale(&stored) {
+                continue;
+            }
+            let id = stored.id;
+            let next = to_json(&self.sealer.seal(&self.sealer.open(stored)?))?;
+            // Not applied: written meanwhile, and sealed by that write.
+            let written = s
+                .execute(&s.st.endpoint_cas, (next, id, text), "resealing endpoint")
+                .await?;
+            resealed += usize::from(lwt_outcome(written)?.0);
+        }
+        Ok(resealed)
     }
 
     async fn upsert_deliveries(&self, deliveries: &[Delivery]) -> StoreResult<()> {
