@@ -15,7 +15,7 @@ use crate::{
     cluster::feed::ChangeKind,
     domain::{AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret},
     events::{Event, EventType},
-    store::{AttemptsOf, EndpointWrite},
+    store::{AttemptsOf, EndpointWrite, Paging},
     webhooks::{
         delivery,
         endpoint::{EndpointMsg, RetryError},
@@ -412,7 +412,7 @@ pub async fn retry(
             StatusCode::ACCEPTED,
             Json(json!({ "event_id": event_id, "status": "pending" })),
         )),
-        Err(RetryError::NotFound) => Err(ApiError::not_found("delivery")),
+        Err(RetryError::NotFound) => Err(missing_delivery(&state, endpoint.id, event_id).await),
         Err(e @ RetryError::NotFailed) => Err(ApiError::conflict(None, e.to_string())),
         Err(RetryError::Store(e)) => Err(ApiError::unavailable(e)),
     }
@@ -426,7 +426,7 @@ async fn retry_in_store(
     event_id: Uuid,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Some(mut delivery) = state.store.get_delivery(endpoint, event_id).await? else {
-        return Err(ApiError::not_found("delivery"));
+        return Err(missing_delivery(state, endpoint, event_id).await);
     };
     if delivery.status != DeliveryStatus::Failed {
         return Err(ApiError::conflict(None, RetryError::NotFailed.to_string()));
@@ -441,4 +441,30 @@ async fn retry_in_store(
         StatusCode::ACCEPTED,
         Json(json!({ "event_id": event_id, "status": "pending" })),
     ))
+}
+
+/// Succeeded attempts looked through to tell a delivered event from an unknown one.
+const DELIVERED_SCAN: usize = 1000;
+
+/// No outbox row: a success deleted it (409, nothing to retry), or there never
+/// was one (404). The attempts log tells, newest first, within a bounded scan.
+async fn missing_delivery(state: &SharedState, endpoint: Uuid, event_id: Uuid) -> ApiError {
+    let which = AttemptsOf::new(endpoint, Some(AttemptStatus::Succeeded));
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    while seen < DELIVERED_SCAN {
+        let paging = Paging::new(100, cursor.as_deref());
+        let Ok(page) = state.store.list_attempts(which, paging).await else {
+            break;
+        };
+        if page.items.iter().any(|a| a.event_id == event_id) {
+            return ApiError::conflict(None, "the event was already delivered; nothing to retry");
+        }
+        seen += page.items.len();
+        match page.next_cursor {
+            Some(next) if !page.items.is_empty() => cursor = Some(next),
+            _ => break,
+        }
+    }
+    ApiError::not_found("delivery")
 }

@@ -32,8 +32,10 @@ use super::{
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Response bodies are kept (truncated) in the attempts log, never read past this.
-pub const RESPONSE_BODY_CAP: usize = 1024;
+/// What of a response body the attempts log keeps and the API returns; never
+/// read past this. Short, so a receiver's answer is a hint for debugging
+/// rather than a channel to read back whatever the target URL serves.
+pub const RESPONSE_BODY_CAP: usize = 256;
 
 /// Resolves names and drops every forbidden address.
 #[derive(Clone)]

@@ -51,9 +51,11 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
 pub enum TargetError {
     #[error("url must be an absolute http or https URL with a host")]
     NotHttp,
-    #[error("url host {0} is a private, loopback or otherwise non-public address")]
+    // One message for both, so the API cannot tell an internal name (resolves
+    // to a private address) from a missing one: no probing of internal DNS.
+    #[error("url host {0} does not resolve to a public address")]
     Private(String),
-    #[error("url host {0} does not resolve")]
+    #[error("url host {0} does not resolve to a public address")]
     Unresolvable(String),
 }
 
@@ -100,6 +102,13 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unresolvable_and_private_hosts_read_alike() {
+        let private = TargetError::Private("a.internal".into()).to_string();
+        let missing = TargetError::Unresolvable("a.internal".into()).to_string();
+        assert_eq!(private, missing);
+    }
 
     #[test]
     fn private_and_special_ranges_are_forbidden() {
