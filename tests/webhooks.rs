@@ -957,3 +957,32 @@ async fn only_a_short_prefix_of_the_response_body_is_kept() {
     .await;
     assert_eq!(body, "x".repeat(256));
 }
+
+/// A target whose name does not resolve: its attempt records a DNS error,
+/// and another endpoint's deliveries go on meanwhile.
+#[tokio::test]
+async fn an_unresolvable_host_fails_its_attempt_and_blocks_nothing_else() {
+    let hooked = Hooked::start(&config(""), json!({"events": ["webhook.test"]})).await;
+    let (server, key) = (&hooked.server, &hooked.key);
+    let (lost, _) = endpoint(
+        server,
+        key,
+        json!({"url": "http://no-such-host.invalid/", "events": ["*"]}),
+    )
+    .await;
+    let test = |id: String| async move {
+        let path = format!("/v1/webhooks/{id}/test");
+        let sent = server.post(&path, Some(key), json!({})).await;
+        assert_eq!(sent.status, StatusCode::ACCEPTED);
+    };
+    test(lost.clone()).await;
+    test(hooked.id.clone()).await;
+    hooked.receiver.wait_for(1, WAIT).await;
+    let path = format!("/v1/webhooks/{lost}/deliveries");
+    let error = common::wait_until(WAIT, "the failed attempt", || async {
+        let reply = server.get(&path, Some(key)).await;
+        reply.body["items"][0]["error"].as_str().map(str::to_string)
+    })
+    .await;
+    assert!(error.contains("dns"), "{error}");
+}

@@ -56,9 +56,11 @@ impl tower::Service<Name> for GuardedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            let addrs: Vec<SocketAddr> = super::dns::lookup(&host)
                 .await?
-                .filter(|a| allow_private || !is_forbidden(a.ip()))
+                .into_iter()
+                .filter(|ip| allow_private || !is_forbidden(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if addrs.is_empty() {
                 return Err(format!("{host} resolves to no permitted public address").into());

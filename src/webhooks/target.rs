@@ -62,11 +62,9 @@ pub enum TargetError {
 /// Checks an endpoint URL at creation or change, resolving its host.
 pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
     let uri: Uri = url.parse().map_err(|_| TargetError::NotHttp)?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(TargetError::NotHttp),
-    };
+    if !matches!(uri.scheme_str(), Some("https" | "http")) {
+        return Err(TargetError::NotHttp);
+    }
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -85,15 +83,13 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
             Ok(uri)
         };
     }
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addrs: Vec<_> = tokio::net::lookup_host((bare, port))
+    let addrs = super::dns::lookup(bare)
         .await
-        .map_err(|_| TargetError::Unresolvable(host.to_string()))?
-        .collect();
+        .map_err(|_| TargetError::Unresolvable(host.to_string()))?;
     if addrs.is_empty() {
         return Err(TargetError::Unresolvable(host.to_string()));
     }
-    if addrs.iter().any(|a| is_forbidden(a.ip())) {
+    if addrs.iter().any(|ip| is_forbidden(*ip)) {
         return Err(TargetError::Private(host.to_string()));
     }
     Ok(uri)
