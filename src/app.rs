@@ -29,7 +29,10 @@ use crate::{
     http::{self, AppState, auth::token_hash},
     link_cache::LinkCache,
     metrics::{RedirectMetrics, WebhookMetrics},
-    store::{EmbeddedStore, ScyllaOptions, ScyllaStore, SharedStore},
+    store::{
+        EmbeddedStore, ScyllaOptions, ScyllaStore, SharedStore,
+        sealing::{self, Sealer},
+    },
     supervision,
     webhooks::{
         Fanout, WebhookDirectory,
@@ -92,6 +95,13 @@ async fn open_backend(config: &Config) -> anyhow::Result<(SharedStore, Option<Cl
         StoreBackend::Embedded => {
             let store = EmbeddedStore::open(&config.store.path)
                 .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
+            let dir = config.store.path.as_path();
+            let (keys, generated) = sealing::load_keys(&config.auth.encryption, Some(dir))
+                .map_err(anyhow::Error::msg)?;
+            let store = store.with_sealer(Sealer::new(keys));
+            sealing::check_and_reseal(&store, generated.map(|key| (dir, key)))
+                .await
+                .map_err(anyhow::Error::msg)?;
             Ok((Arc::new(store), None))
         }
         StoreBackend::Scylla => {
@@ -104,6 +114,18 @@ async fn open_backend(config: &Config) -> anyhow::Result<(SharedStore, Option<Cl
                     options.keyspace
                 )
             })?;
+            // No key file here: every node must hold the same key, so it is configured.
+            let (keys, _) =
+                sealing::load_keys(&config.auth.encryption, None).map_err(anyhow::Error::msg)?;
+            if keys.is_none() {
+                tracing::warn!(
+                    "auth.encryption_key is not set: webhook secrets are stored in clear in the scylla keyspace"
+                );
+            }
+            let store = store.with_sealer(Sealer::new(keys));
+            sealing::check_and_reseal(&store, None)
+                .await
+                .map_err(anyhow::Error::msg)?;
             let cluster = Cluster::open(
                 store.cluster_handle(),
                 &options.keyspace,

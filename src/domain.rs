@@ -166,6 +166,10 @@ pub struct Endpoint {
     pub updated_at: DateTime<Utc>,
     /// Deliveries that failed for good in a row (reset by any success).
     pub failed_streak: u32,
+    /// Bumped by every write, so writes are compare-and-set (0 on records
+    /// written before versions existed).
+    #[serde(default)]
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,11 +184,13 @@ pub fn filter_takes(events: &[String], event_type: &str) -> bool {
 }
 
 impl Endpoint {
-    /// Secrets that still sign at `now`.
+    /// Secrets that still sign at `now`: the current one and at most two
+    /// rotated-out ones (endpoints rotated before that limit may store more).
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         self.secrets
             .iter()
             .filter(|s| s.expires_at.is_none_or(|at| at > now))
+            .take(3)
             .map(|s| s.value.as_str())
             .collect()
     }

@@ -480,6 +480,13 @@ async fn exhausted_deliveries_fail_and_the_retry_api_delivers_them() {
     assert_eq!(got[3].header("x-relurl-delivery-attempt"), "4");
     assert_eq!(got[3].body, got[0].body);
 
+    // Delivered now: retrying it again is a conflict, not an unknown event.
+    let succeeded = format!("/v1/webhooks/{id}/deliveries?status=succeeded");
+    common::wait_until(WAIT, "the retried delivery to succeed", || async {
+        let reply = server.get(&succeeded, Some(&key)).await;
+        (reply.body["items"][0]["event_id"] == event_id.as_str()).then_some(())
+    })
+    .await;
     let again = server
         .post(
             &format!("/v1/webhooks/{id}/deliveries/{event_id}/retry"),
@@ -487,11 +494,7 @@ async fn exhausted_deliveries_fail_and_the_retry_api_delivers_them() {
             json!({}),
         )
         .await;
-    assert!(
-        again.status == StatusCode::NOT_FOUND || again.status == StatusCode::CONFLICT,
-        "{:?}",
-        again.status
-    );
+    assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
     let unknown = server
         .post(
             &format!(
@@ -775,6 +778,28 @@ async fn after_rotation_both_secrets_sign() {
     assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
 }
 
+/// Fifty rotations in a row: deliveries carry the newest secret and at most
+/// two earlier ones, so headers stay small enough for stock receivers.
+#[tokio::test]
+async fn after_many_rotations_at_most_three_secrets_sign() {
+    let hooked = Hooked::start(&config(""), json!({"events": ["webhook.test"]})).await;
+    let path = format!("/v1/webhooks/{}/rotate-secret", hooked.id);
+    let mut newest = String::new();
+    for _ in 0..50 {
+        let rotated = hooked
+            .server
+            .post(&path, Some(&hooked.key), json!({}))
+            .await;
+        assert_eq!(rotated.status, StatusCode::OK);
+        newest = rotated.body["secret"].as_str().unwrap().to_string();
+    }
+    hooked.send_test().await;
+    let got = hooked.receiver.wait_for(1, WAIT).await;
+    assert_signed_by(&got[0], &newest);
+    assert_eq!(got[0].header("x-relurl-signature").split(',').count(), 3);
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 3);
+}
+
 #[tokio::test]
 async fn an_endpoint_whose_deliveries_keep_failing_is_disabled() {
     let no_retries = config("disable_after_failed_deliveries = 3\n").replace(
@@ -889,4 +914,75 @@ async fn webhook_metrics_are_exported() {
         (common::metric(&hooked.server, success).await - before >= 1.0).then_some(())
     })
     .await;
+}
+
+/// A receiver's long answer is kept only as a short prefix: the attempts log
+/// is a debugging hint, not a way to read back what a URL serves.
+#[tokio::test]
+async fn only_a_short_prefix_of_the_response_body_is_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let body = "x".repeat(1000);
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = socket.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    let server = TestServer::start(&config("")).await;
+    let key = server.account("acme").await;
+    let url = format!("http://{addr}/");
+    let (id, _) = endpoint(&server, &key, json!({"url": url, "events": ["*"]})).await;
+    let sent = server
+        .post(&format!("/v1/webhooks/{id}/test"), Some(&key), json!({}))
+        .await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED);
+    let path = format!("/v1/webhooks/{id}/deliveries?status=succeeded");
+    let body = common::wait_until(WAIT, "a logged attempt", || async {
+        let reply = server.get(&path, Some(&key)).await;
+        reply.body["items"][0]["response_body"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(body, "x".repeat(256));
+}
+
+/// A target whose name does not resolve: its attempt records a DNS error,
+/// and another endpoint's deliveries go on meanwhile.
+#[tokio::test]
+async fn an_unresolvable_host_fails_its_attempt_and_blocks_nothing_else() {
+    let hooked = Hooked::start(&config(""), json!({"events": ["webhook.test"]})).await;
+    let (server, key) = (&hooked.server, &hooked.key);
+    let (lost, _) = endpoint(
+        server,
+        key,
+        json!({"url": "http://no-such-host.invalid/", "events": ["*"]}),
+    )
+    .await;
+    let test = |id: String| async move {
+        let path = format!("/v1/webhooks/{id}/test");
+        let sent = server.post(&path, Some(key), json!({})).await;
+        assert_eq!(sent.status, StatusCode::ACCEPTED);
+    };
+    test(lost.clone()).await;
+    test(hooked.id.clone()).await;
+    hooked.receiver.wait_for(1, WAIT).await;
+    let path = format!("/v1/webhooks/{lost}/deliveries");
+    let error = common::wait_until(WAIT, "the failed attempt", || async {
+        let reply = server.get(&path, Some(key)).await;
+        reply.body["items"][0]["error"].as_str().map(str::to_string)
+    })
+    .await;
+    assert!(error.contains("dns"), "{error}");
 }

@@ -1,4 +1,7 @@
-//! `[auth]`: the admin token and the `/v1` rate limits.
+//! `[auth]`: the admin token, the `/v1` rate limits, and the keys that seal
+//! webhook secrets at rest.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +20,9 @@ pub struct RawAuth {
     pub expensive_writes_burst: u32,
     pub failed_auth_per_min: u32,
     pub max_tracked_clients: u32,
+    pub encryption_key: String,
+    pub encryption_key_file: String,
+    pub previous_encryption_keys: Vec<String>,
 }
 
 impl Default for RawAuth {
@@ -29,6 +35,9 @@ impl Default for RawAuth {
             expensive_writes_burst: 50,
             failed_auth_per_min: 30,
             max_tracked_clients: 100_000,
+            encryption_key: String::new(),
+            encryption_key_file: String::new(),
+            previous_encryption_keys: Vec::new(),
         }
     }
 }
@@ -38,6 +47,9 @@ pub struct AuthConfig {
     /// Empty: generated at first start and persisted in the store.
     pub admin_token: String,
     pub limits: LimitsConfig,
+    /// The keys sealing webhook secrets; decoded and checked at start-up
+    /// (`store::sealing`), where a key file is read too.
+    pub encryption: EncryptionKeys,
 }
 
 /// Every rate is at least 1 (checked), so each makes a governor quota.
@@ -53,6 +65,17 @@ pub struct LimitsConfig {
     pub failed_auth_per_min: u32,
     /// Keys each limiter remembers before idle ones are dropped.
     pub max_tracked_clients: usize,
+}
+
+/// Webhook-secret keys as configured: base64 of 32 bytes each.
+#[derive(Clone, Default)]
+pub struct EncryptionKeys {
+    /// `auth.encryption_key`: seals new secrets. Empty: see `encryption_key_file`.
+    pub key: String,
+    /// `auth.encryption_key_file`: a file holding the key instead.
+    pub key_file: Option<PathBuf>,
+    /// `auth.previous_encryption_keys`: still open secrets they sealed (rotation).
+    pub previous: Vec<String>,
 }
 
 impl RawAuth {
@@ -86,6 +109,23 @@ impl RawAuth {
                 failed_auth_per_min: self.failed_auth_per_min.max(1),
                 max_tracked_clients: self.max_tracked_clients.max(1) as usize,
             },
+            encryption: EncryptionKeys {
+                key: self.encryption_key,
+                key_file: (!self.encryption_key_file.is_empty())
+                    .then(|| PathBuf::from(self.encryption_key_file)),
+                previous: self.previous_encryption_keys,
+            },
         }
+    }
+}
+
+impl std::fmt::Debug for EncryptionKeys {
+    // Key material never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptionKeys")
+            .field("key", &(!self.key.is_empty()).then_some("<redacted>"))
+            .field("key_file", &self.key_file)
+            .field("previous", &self.previous.len())
+            .finish()
     }
 }

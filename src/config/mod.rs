@@ -30,7 +30,7 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-pub use auth::{AuthConfig, LimitsConfig, MIN_ADMIN_TOKEN_LEN, RawAuth};
+pub use auth::{AuthConfig, EncryptionKeys, LimitsConfig, MIN_ADMIN_TOKEN_LEN, RawAuth};
 pub use cluster::{ClusterConfig, RawCluster};
 pub use enrich::{EnrichConfig, RawEnrich};
 pub use fraud::{FraudConfig, RawFraud};

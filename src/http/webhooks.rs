@@ -18,7 +18,7 @@ use crate::{
         validate_webhook_url,
     },
     events::{Event, EventType},
-    store::AttemptsOf,
+    store::{AttemptsOf, EndpointWrite, Paging},
     webhooks::{
         delivery,
         endpoint::{EndpointMsg, RetryError},
@@ -28,9 +28,14 @@ use crate::{
     },
 };
 
+/// Rotated-out secrets kept signing (newest first): every one adds a
+/// signature to each header, and receivers cap header sizes.
+const PREVIOUS_SECRETS: usize = 2;
 /// How long a rotated-out secret keeps signing.
 const ROTATION_OVERLAP_HOURS: i64 = 24;
 const MAX_RATE_LIMIT: u32 = 100_000;
+/// Read-change-write rounds an API change makes against concurrent writers.
+const WRITE_TRIES: usize = 5;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +141,36 @@ async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<E
     }
 }
 
+/// Reads the endpoint, applies `change` and writes it back compare-and-set. A
+/// write in between (its actor, another request) makes it read and apply
+/// again, up to [`WRITE_TRIES`] times, then 409; a delete in between makes it
+/// 404, never a re-created endpoint.
+async fn change_endpoint(
+    state: &SharedState,
+    account: AccountId,
+    id: &str,
+    change: impl Fn(&mut Endpoint),
+) -> ApiResult<Endpoint> {
+    for _ in 0..WRITE_TRIES {
+        let mut endpoint = owned(state, account, id).await?;
+        let expected = endpoint.version;
+        change(&mut endpoint);
+        endpoint.version = expected + 1;
+        match state.store.update_endpoint(expected, &endpoint).await? {
+            EndpointWrite::Written => {
+                upsert(state, &endpoint).await;
+                return Ok(endpoint);
+            }
+            EndpointWrite::Stale => continue,
+            EndpointWrite::Gone => return Err(ApiError::not_found("webhook endpoint")),
+        }
+    }
+    Err(ApiError::conflict(
+        None,
+        "the endpoint kept changing while this request wrote it; try again",
+    ))
+}
+
 /// The endpoint was written: this node follows at once, the others through the feed.
 async fn upsert(state: &SharedState, endpoint: &Endpoint) {
     let _ = state
@@ -183,6 +218,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         failed_streak: 0,
+        version: 0,
     };
     state.store.insert_endpoint(&endpoint).await?;
     upsert(&state, &endpoint).await;
@@ -222,32 +258,33 @@ pub async fn update(
     if let Some(url) = &patch.url {
         check_url(&state, url).await?;
     }
-    let mut endpoint = owned(&state, account, &id).await?;
-    if let Some(url) = patch.url {
-        endpoint.url = url;
-    }
-    if let Some(events) = events {
-        endpoint.events = events;
-    }
-    if let Some(rate) = patch.rate_limit_per_sec {
-        endpoint.rate_limit_per_sec = rate;
-    }
-    if let Some(description) = patch.description {
-        endpoint.description = description;
-    }
-    if let Some(enabled) = patch.enabled {
-        if enabled && !endpoint.enabled {
-            endpoint.disabled_reason = None;
-            endpoint.failed_streak = 0;
+    let now = Utc::now();
+    let endpoint = change_endpoint(&state, account, &id, |endpoint| {
+        if let Some(url) = &patch.url {
+            endpoint.url = url.clone();
         }
-        if !enabled && endpoint.enabled {
-            endpoint.disabled_reason = Some("disabled through the API".into());
+        if let Some(events) = &events {
+            endpoint.events = events.clone();
         }
-        endpoint.enabled = enabled;
-    }
-    endpoint.updated_at = Utc::now();
-    state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint).await;
+        if let Some(rate) = patch.rate_limit_per_sec {
+            endpoint.rate_limit_per_sec = rate;
+        }
+        if let Some(description) = &patch.description {
+            endpoint.description = description.clone();
+        }
+        if let Some(enabled) = patch.enabled {
+            if enabled && !endpoint.enabled {
+                endpoint.disabled_reason = None;
+                endpoint.failed_streak = 0;
+            }
+            if !enabled && endpoint.enabled {
+                endpoint.disabled_reason = Some("disabled through the API".into());
+            }
+            endpoint.enabled = enabled;
+        }
+        endpoint.updated_at = now;
+    })
+    .await?;
     Ok(Json(endpoint_json(&endpoint)))
 }
 
@@ -272,28 +309,29 @@ pub async fn rotate_secret(
     Caller { account, state }: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let mut endpoint = owned(&state, account, &id).await?;
     let now = Utc::now();
     let overlap_end = now + Duration::hours(ROTATION_OVERLAP_HOURS);
     let secret = signer::new_secret();
-    let mut secrets = vec![Secret {
-        value: secret.clone(),
-        expires_at: None,
-    }];
-    secrets.extend(
-        endpoint
-            .secrets
-            .iter()
-            .filter(|s| s.expires_at.is_none_or(|at| at > now))
-            .map(|s| Secret {
-                value: s.value.clone(),
-                expires_at: Some(s.expires_at.map_or(overlap_end, |at| at.min(overlap_end))),
-            }),
-    );
-    endpoint.secrets = secrets;
-    endpoint.updated_at = now;
-    state.store.update_endpoint(&endpoint).await?;
-    upsert(&state, &endpoint).await;
+    let endpoint = change_endpoint(&state, account, &id, |endpoint| {
+        let mut secrets = vec![Secret {
+            value: secret.clone(),
+            expires_at: None,
+        }];
+        secrets.extend(
+            endpoint
+                .secrets
+                .iter()
+                .filter(|s| s.expires_at.is_none_or(|at| at > now))
+                .take(PREVIOUS_SECRETS)
+                .map(|s| Secret {
+                    value: s.value.clone(),
+                    expires_at: Some(s.expires_at.map_or(overlap_end, |at| at.min(overlap_end))),
+                }),
+        );
+        endpoint.secrets = secrets;
+        endpoint.updated_at = now;
+    })
+    .await?;
     let mut body = with_secret(&endpoint, &secret);
     body["previous_secret_expires_at"] = json!(timestamp(overlap_end));
     Ok(Json(body))
@@ -387,7 +425,7 @@ pub async fn retry(
             StatusCode::ACCEPTED,
             Json(json!({ "event_id": event_id, "status": "pending" })),
         )),
-        Err(RetryError::NotFound) => Err(ApiError::not_found("delivery")),
+        Err(RetryError::NotFound) => Err(missing_delivery(&state, endpoint.id, event_id).await),
         Err(e @ RetryError::NotFailed) => Err(ApiError::conflict(None, e.to_string())),
         Err(RetryError::Store(e)) => Err(ApiError::unavailable(e)),
     }
@@ -401,7 +439,7 @@ async fn retry_in_store(
     event_id: Uuid,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Some(mut delivery) = state.store.get_delivery(endpoint, event_id).await? else {
-        return Err(ApiError::not_found("delivery"));
+        return Err(missing_delivery(state, endpoint, event_id).await);
     };
     if delivery.status != DeliveryStatus::Failed {
         return Err(ApiError::conflict(None, RetryError::NotFailed.to_string()));
@@ -416,4 +454,30 @@ async fn retry_in_store(
         StatusCode::ACCEPTED,
         Json(json!({ "event_id": event_id, "status": "pending" })),
     ))
+}
+
+/// Succeeded attempts looked through to tell a delivered event from an unknown one.
+const DELIVERED_SCAN: usize = 1000;
+
+/// No outbox row: a success deleted it (409, nothing to retry), or there never
+/// was one (404). The attempts log tells, newest first, within a bounded scan.
+async fn missing_delivery(state: &SharedState, endpoint: Uuid, event_id: Uuid) -> ApiError {
+    let which = AttemptsOf::new(endpoint, Some(AttemptStatus::Succeeded));
+    let mut cursor: Option<String> = None;
+    let mut seen = 0;
+    while seen < DELIVERED_SCAN {
+        let paging = Paging::new(100, cursor.as_deref());
+        let Ok(page) = state.store.list_attempts(which, paging).await else {
+            break;
+        };
+        if page.items.iter().any(|a| a.event_id == event_id) {
+            return ApiError::conflict(None, "the event was already delivered; nothing to retry");
+        }
+        seen += page.items.len();
+        match page.next_cursor {
+            Some(next) if !page.items.is_empty() => cursor = Some(next),
+            _ => break,
+        }
+    }
+    ApiError::not_found("delivery")
 }

@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
-use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult, click_codec};
+use super::{
+    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
+    StoreResult, click_codec, sealing::Sealer,
+};
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
     Incident, KeyOwner, Link,
@@ -22,6 +25,7 @@ use crate::domain::{
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    sealer: Sealer,
 }
 
 struct Inner {
@@ -103,7 +107,13 @@ impl EmbeddedStore {
         };
         Ok(Self {
             inner: Arc::new(inner),
+            sealer: Sealer::default(),
         })
+    }
+
+    /// Webhook secrets are sealed with these keys from now on.
+    pub fn with_sealer(self, sealer: Sealer) -> Self {
+        Self { sealer, ..self }
     }
 
     /// Runs blocking fjall work off the async workers.
@@ -124,6 +134,14 @@ impl EmbeddedStore {
                     StoreError::permanent("store task panicked", e)
                 }
             })?
+    }
+}
+
+impl EmbeddedStore {}
+
+impl EmbeddedStore {
+    fn open_all(&self, stored: Vec<Endpoint>) -> StoreResult<Vec<Endpoint>> {
+        stored.into_iter().map(|e| self.sealer.open(e)).collect()
     }
 }
 
@@ -707,7 +725,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
-        let json = to_json(endpoint)?;
+        let json = to_json(&self.sealer.seal(endpoint))?;
         let (id, account) = (endpoint.id, endpoint.account_id);
         self.blocking(move |s| {
             let mut batch = s.batch();
@@ -719,14 +737,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
-        let json = to_json(endpoint)?;
-        let id = endpoint.id;
+    /// The lock keeps other writers of the endpoint out between read and write.
+    async fn change_endpoint_if(
+        &self,
+        id: Uuid,
+        expected_version: u64,
+        change: EndpointChange,
+    ) -> StoreResult<EndpointWrite> {
+        let sealer = self.sealer.clone();
         self.blocking(move |s| {
+            let _guard = s.lock();
+            let Some(stored) = s.endpoints.get(id.as_bytes())? else {
+                return Ok(EndpointWrite::Gone);
+            };
+            let stored = sealer.open(from_json(&stored)?)?;
+            if stored.version != expected_version {
+                return Ok(EndpointWrite::Stale);
+            }
             let mut batch = s.batch();
-            batch.insert(&s.endpoints, id.as_bytes().to_vec(), json);
+            batch.insert(
+                &s.endpoints,
+                id.as_bytes().to_vec(),
+                to_json(&sealer.seal(&change(stored)))?,
+            );
             batch.commit()?;
-            Ok(())
+            Ok(EndpointWrite::Written)
         })
         .await
     }
@@ -734,6 +769,8 @@ impl Store for EmbeddedStore {
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let (id, account) = (endpoint.id, endpoint.account_id);
         self.blocking(move |s| {
+            // Under the lock, so a compare-and-set cannot write it back.
+            let _guard = s.lock();
             let mut batch = s.batch();
             batch.remove(&s.endpoints, id.as_bytes().to_vec());
             batch.remove(&s.account_endpoints, two_ids(account, id));
@@ -749,17 +786,17 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>> {
-        self.blocking(move |s| {
+        let stored = self.blocking(move |s| {
             s.endpoints
                 .get(id.as_bytes())?
                 .map(|v| from_json(&v))
                 .transpose()
-        })
-        .await
+        });
+        stored.await?.map(|e| self.sealer.open(e)).transpose()
     }
 
     async fn list_endpoints(&self, account: AccountId) -> StoreResult<Vec<Endpoint>> {
-        self.blocking(move |s| {
+        let stored = self.blocking(move |s| {
             let mut endpoints = Vec::new();
             for guard in s.account_endpoints.prefix(account.as_bytes()) {
                 let key = guard.key()?;
@@ -768,16 +805,37 @@ impl Store for EmbeddedStore {
                 }
             }
             Ok(endpoints)
-        })
-        .await
+        });
+        self.open_all(stored.await?)
     }
 
     async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
-        self.blocking(move |s| {
+        let stored = self.blocking(move |s| {
             s.endpoints
                 .iter()
                 .map(|guard| from_json(&guard.value()?))
                 .collect()
+        });
+        self.open_all(stored.await?)
+    }
+
+    async fn reseal_endpoints(&self) -> StoreResult<usize> {
+        let sealer = self.sealer.clone();
+        self.blocking(move |s| {
+            let _guard = s.lock();
+            let mut batch = s.batch();
+            let mut resealed = 0;
+            for guard in s.endpoints.iter() {
+                let (key, value) = guard.into_inner()?;
+                let stored: Endpoint = from_json(&value)?;
+                if sealer.stale(&stored) {
+                    let json = to_json(&sealer.seal(&sealer.open(stored)?))?;
+                    batch.insert(&s.endpoints, key.to_vec(), json);
+                    resealed += 1;
+                }
+            }
+            batch.commit()?;
+            Ok(resealed)
         })
         .await
     }

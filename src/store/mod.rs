@@ -11,6 +11,7 @@ pub mod click_codec;
 pub mod conformance;
 pub mod embedded;
 pub mod scylla;
+pub mod sealing;
 
 use std::sync::Arc;
 
@@ -136,6 +137,41 @@ pub struct ClickBatch {
     pub deliveries: Vec<Delivery>,
 }
 
+/// What a compare-and-set endpoint write makes of the stored endpoint.
+pub type EndpointChange = Box<dyn FnOnce(Endpoint) -> Endpoint + Send>;
+
+/// How a conditional endpoint write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointWrite {
+    Written,
+    /// Someone wrote the endpoint since the expected version: nothing written.
+    Stale,
+    /// The endpoint is deleted: nothing written.
+    Gone,
+}
+
+/// What an endpoint's own actor writes: its failure streak, and the
+/// auto-disable. URL, events, secrets and `enabled` otherwise belong to the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointHealth {
+    pub failed_streak: u32,
+    /// Set when the actor disables the endpoint: `enabled = false`, this reason.
+    pub disabled: Option<(String, DateTime<Utc>)>,
+}
+
+impl EndpointHealth {
+    /// Applies the actor's fields and the next version to a stored endpoint.
+    pub fn apply(&self, endpoint: &mut Endpoint) {
+        endpoint.failed_streak = self.failed_streak;
+        if let Some((reason, at)) = &self.disabled {
+            endpoint.enabled = false;
+            endpoint.disabled_reason = Some(reason.clone());
+            endpoint.updated_at = *at;
+        }
+        endpoint.version += 1;
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Succeeds when the backend answers.
@@ -193,7 +229,46 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Page<Incident>>;
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
+    /// Compare-and-set: writes `change(stored)` only while the stored endpoint
+    /// is at `expected_version` (the change sets the next version). Never
+    /// creates one that is gone.
+    async fn change_endpoint_if(
+        &self,
+        id: Uuid,
+        expected_version: u64,
+        change: EndpointChange,
+    ) -> StoreResult<EndpointWrite>;
+    /// Replaces the endpoint with `endpoint` (whose `version` the caller has set
+    /// past `expected_version`) while the stored one is at `expected_version`.
+    async fn update_endpoint(
+        &self,
+        expected_version: u64,
+        endpoint: &Endpoint,
+    ) -> StoreResult<EndpointWrite> {
+        let endpoint = endpoint.clone();
+        self.change_endpoint_if(endpoint.id, expected_version, Box::new(move |_| endpoint))
+            .await
+    }
+    /// The endpoint actor's write: only the fields it owns ([`EndpointHealth`]),
+    /// at version `expected_version + 1`, only while the stored one is at
+    /// `expected_version`; an API change made meanwhile wins.
+    async fn save_endpoint_health(
+        &self,
+        id: Uuid,
+        expected_version: u64,
+        health: &EndpointHealth,
+    ) -> StoreResult<EndpointWrite> {
+        let health = health.clone();
+        let change = move |mut stored| {
+            health.apply(&mut stored);
+            stored
+        };
+        self.change_endpoint_if(id, expected_version, Box::new(change))
+            .await
+    }
+    /// Seals every endpoint's secrets under the current key (start-up: after
+    /// a key rotation, or values stored before sealing); how many it rewrote.
+    async fn reseal_endpoints(&self) -> StoreResult<usize>;
     /// Removes the endpoint, its outbox and its attempts log.
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()>;
     async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>>;

@@ -32,8 +32,10 @@ use super::{
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Response bodies are kept (truncated) in the attempts log, never read past this.
-pub const RESPONSE_BODY_CAP: usize = 1024;
+/// What of a response body the attempts log keeps and the API returns; never
+/// read past this. Short, so a receiver's answer is a hint for debugging
+/// rather than a channel to read back whatever the target URL serves.
+pub const RESPONSE_BODY_CAP: usize = 256;
 
 /// Resolves names and drops every forbidden address.
 #[derive(Clone)]
@@ -54,9 +56,11 @@ impl tower::Service<Name> for GuardedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            let addrs: Vec<SocketAddr> = super::dns::lookup(&host)
                 .await?
-                .filter(|a| allow_private || !is_forbidden(a.ip()))
+                .into_iter()
+                .filter(|ip| allow_private || !is_forbidden(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if addrs.is_empty() {
                 return Err(format!("{host} resolves to no permitted public address").into());

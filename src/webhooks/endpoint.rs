@@ -29,7 +29,7 @@ use crate::{
         WebhookMetrics,
         events::{EndpointDisabled, OutcomesNotSaved, StoreFailed, StoreOp},
     },
-    store::SharedStore,
+    store::{EndpointHealth, EndpointWrite, SharedStore},
 };
 
 type RetryReply = RpcReplyPort<Result<(), RetryError>>;
@@ -121,7 +121,10 @@ impl Actor for EndpointActor {
                 Action::SaveOutcomes(batch) => {
                     save_outcomes(&state.ctx, state.machine.endpoint().id, &batch).await;
                 }
-                Action::SaveEndpoint(endpoint) => save_endpoint(&state.ctx, &endpoint).await,
+                Action::SaveHealth { version, health } => {
+                    let id = state.machine.endpoint().id;
+                    save_health(&state.ctx, id, version, &health).await;
+                }
                 _ => {}
             }
         }
@@ -210,9 +213,9 @@ impl EndpointState {
                 save_outcomes(&ctx, id, &batch).await;
                 report(Input::OutcomesSaved);
             })),
-            Action::SaveEndpoint(endpoint) => self.writes.push(tokio::spawn(async move {
-                save_endpoint(&ctx, &endpoint).await;
-                report(Input::EndpointSaved);
+            Action::SaveHealth { version, health } => self.writes.push(tokio::spawn(async move {
+                let written = save_health(&ctx, id, version, &health).await;
+                report(Input::EndpointSaved(written));
             })),
             Action::Disabled { failed } => {
                 EndpointDisabled {
@@ -328,17 +331,32 @@ async fn save_outcomes(ctx: &EndpointContext, endpoint: Uuid, batch: &[(Attempt,
     }
 }
 
-async fn save_endpoint(ctx: &EndpointContext, endpoint: &Endpoint) {
-    match ctx.store.update_endpoint(endpoint).await {
-        // Only a disable changes what other nodes route; streak counts do not.
-        Ok(()) if !endpoint.enabled => {
-            ctx.changes
-                .note(ChangeKind::EndpointUpserted, endpoint.id)
-                .await;
+/// Writes the actor's own fields; the version written, if it was. Not written
+/// because the API changed the endpoint first: the API's version stands and
+/// reaches the actor as an update.
+async fn save_health(
+    ctx: &EndpointContext,
+    id: Uuid,
+    version: u64,
+    health: &EndpointHealth,
+) -> Option<u64> {
+    match ctx.store.save_endpoint_health(id, version, health).await {
+        Ok(EndpointWrite::Written) => {
+            // Only a disable changes what other nodes route; streak counts do not.
+            if health.disabled.is_some() {
+                ctx.changes.note(ChangeKind::EndpointUpserted, id).await;
+            }
+            Some(version + 1)
         }
-        Ok(()) => {}
-        Err(e) => StoreFailed::new(StoreOp::UpdateEndpoint, &e)
-            .endpoint(endpoint.id)
-            .emit(),
+        Ok(EndpointWrite::Stale | EndpointWrite::Gone) => {
+            tracing::debug!(endpoint = %id, "endpoint changed meanwhile; its health write gave way");
+            None
+        }
+        Err(e) => {
+            StoreFailed::new(StoreOp::UpdateEndpoint, &e)
+                .endpoint(id)
+                .emit();
+            None
+        }
     }
 }

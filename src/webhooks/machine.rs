@@ -21,6 +21,7 @@ use super::{
 use crate::{
     config::WebhooksConfig,
     domain::{Attempt, AttemptStatus, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint},
+    store::EndpointHealth,
 };
 
 /// Deliveries one endpoint keeps in memory; the rest wait in the outbox.
@@ -83,8 +84,9 @@ pub enum Input<R> {
     Finished(Box<Finished>),
     /// The outcomes batch in flight was written, or given up on.
     OutcomesSaved,
-    /// The endpoint write in flight finished.
-    EndpointSaved,
+    /// The endpoint write in flight finished: the version it wrote, or `None`
+    /// (failed, or the API changed the endpoint first: its `Updated` follows).
+    EndpointSaved(Option<u64>),
     /// The outbox read back; `None` when the read failed.
     Loaded(Option<Vec<Delivery>>),
     /// The API asks to deliver a failed event again.
@@ -110,8 +112,12 @@ pub enum Action<R> {
     Load { limit: usize },
     /// Write attempts and their rows in one batch (`Input::OutcomesSaved`).
     SaveOutcomes(Vec<(Attempt, DeliveryUpdate)>),
-    /// Write the endpoint (`Input::EndpointSaved`).
-    SaveEndpoint(Box<Endpoint>),
+    /// Write the fields the machine owns, if the stored endpoint is still at
+    /// `version` (`Input::EndpointSaved`).
+    SaveHealth {
+        version: u64,
+        health: EndpointHealth,
+    },
     /// The endpoint was just disabled after `failed` failed deliveries in a row.
     Disabled { failed: u32 },
     /// An attempt was settled (for metrics and logs).
@@ -226,13 +232,20 @@ impl<R> DeliveryMachine<R> {
                     }
                 }
             }
-            Input::EndpointSaved => self.endpoint_saving = false,
+            Input::EndpointSaved(written) => {
+                self.endpoint_saving = false;
+                if let Some(version) = written {
+                    self.endpoint.version = self.endpoint.version.max(version);
+                }
+            }
             Input::Loaded(loaded) => self.loaded(loaded, now, &mut out),
             Input::RetryAsked(event_id, reply) => self.retry_asked(event_id, reply, &mut out),
             Input::RetryRead(event_id, read) => self.retry_read(event_id, read, now, &mut out),
             Input::RetryWritten(event_id, written) => {
                 self.retry_written(event_id, written, now, &mut out)
             }
+            // Older than what this machine wrote itself: already superseded.
+            Input::Updated(endpoint) if endpoint.version < self.endpoint.version => {}
             Input::Updated(endpoint) => {
                 if endpoint.rate_limit_per_sec != self.endpoint.rate_limit_per_sec {
                     self.limiter = RateLimiter::new(endpoint.rate_limit_per_sec);
@@ -256,7 +269,7 @@ impl<R> DeliveryMachine<R> {
             out.push(Action::SaveOutcomes(std::mem::take(&mut self.unsaved)));
         }
         if std::mem::take(&mut self.endpoint_dirty) {
-            out.push(Action::SaveEndpoint(Box::new(self.endpoint.clone())));
+            out.push(self.save_health());
         }
         out
     }
@@ -295,7 +308,20 @@ impl<R> DeliveryMachine<R> {
         if self.endpoint_dirty && !self.endpoint_saving {
             self.endpoint_dirty = false;
             self.endpoint_saving = true;
-            out.push(Action::SaveEndpoint(Box::new(self.endpoint.clone())));
+            out.push(self.save_health());
+        }
+    }
+
+    fn save_health(&self) -> Action<R> {
+        let e = &self.endpoint;
+        let health = EndpointHealth {
+            failed_streak: e.failed_streak,
+            disabled: (!e.enabled)
+                .then(|| (e.disabled_reason.clone().unwrap_or_default(), e.updated_at)),
+        };
+        Action::SaveHealth {
+            version: e.version,
+            health,
         }
     }
 

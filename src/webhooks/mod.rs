@@ -8,6 +8,7 @@
 //! - [`supervisor`]: starts, follows and restarts endpoint actors.
 //! - [`policy`]: retry schedule and outcome rules, pure.
 //! - [`signer`]: signatures, pure. [`client`]: outbound HTTP. [`target`]: SSRF rules.
+//!   [`dns`]: async name resolution with a timeout and a bounded cache.
 //!
 //! Bounds, said out loud: an endpoint holds at most [`endpoint::MEMORY_CAP`]
 //! deliveries in memory and its mailbox at most [`MAILBOX_CAP`]; past either,
@@ -15,6 +16,7 @@
 //! actor reloads them from the store when it has room.
 
 pub mod client;
+pub mod dns;
 pub mod endpoint;
 pub mod machine;
 pub mod policy;

@@ -12,20 +12,20 @@ pub use crate::net::is_forbidden;
 pub enum TargetError {
     #[error("url must be an absolute http or https URL with a host")]
     NotHttp,
-    #[error("url host {0} is a private, loopback or otherwise non-public address")]
+    // One message for both, so the API cannot tell an internal name (resolves
+    // to a private address) from a missing one: no probing of internal DNS.
+    #[error("url host {0} does not resolve to a public address")]
     Private(String),
-    #[error("url host {0} does not resolve")]
+    #[error("url host {0} does not resolve to a public address")]
     Unresolvable(String),
 }
 
 /// Checks an endpoint URL at creation or change, resolving its host.
 pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
     let uri: Uri = url.parse().map_err(|_| TargetError::NotHttp)?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err(TargetError::NotHttp),
-    };
+    if !matches!(uri.scheme_str(), Some("https" | "http")) {
+        return Err(TargetError::NotHttp);
+    }
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -44,15 +44,13 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
             Ok(uri)
         };
     }
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addrs: Vec<_> = tokio::net::lookup_host((bare, port))
+    let addrs = super::dns::lookup(bare)
         .await
-        .map_err(|_| TargetError::Unresolvable(host.to_string()))?
-        .collect();
+        .map_err(|_| TargetError::Unresolvable(host.to_string()))?;
     if addrs.is_empty() {
         return Err(TargetError::Unresolvable(host.to_string()));
     }
-    if addrs.iter().any(|a| is_forbidden(a.ip())) {
+    if addrs.iter().any(|ip| is_forbidden(*ip)) {
         return Err(TargetError::Private(host.to_string()));
     }
     Ok(uri)
@@ -61,6 +59,13 @@ pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unresolvable_and_private_hosts_read_alike() {
+        let private = TargetError::Private("a.internal".into()).to_string();
+        let missing = TargetError::Unresolvable("a.internal".into()).to_string();
+        assert_eq!(private, missing);
+    }
 
     #[test]
     fn private_and_special_ranges_are_forbidden() {

@@ -111,6 +111,7 @@ pub(super) fn endpoint(account: Uuid, url: &str) -> Endpoint {
         created_at: now,
         updated_at: now,
         failed_streak: 0,
+        version: 0,
     }
 }
 

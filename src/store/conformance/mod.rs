@@ -29,7 +29,7 @@ macro_rules! store_conformance_suite {
             keys: keys_listed_newest_first_and_revoked, touched_keys_show_last_use_and_revoked_ones_stay_gone, meta_set_overwrites;
             links: link_codes_are_unique, link_update_and_delete, links_list_newest_first_by_account, recreated_code_starts_afresh;
             clicks: clicks_count_and_list_newest_first, clicks_listed_across_days, full_click_batch_is_written_and_paged;
-            endpoints: endpoints_stored_listed_and_deleted;
+            endpoints: endpoints_stored_listed_and_deleted, endpoint_writes_are_compare_and_set, endpoint_update_after_delete_does_not_resurrect;
             outbox: outbox_due_order_and_outcomes, repeated_versions_in_one_call_keep_the_last;
             attempts: attempts_listed_newest_first_with_status_filter;
             expiries: expiries_fire_once_and_follow_updates;

@@ -44,7 +44,10 @@ use scylla::{
 };
 use uuid::Uuid;
 
-use super::{AttemptsOf, ClickBatch, Page, Paging, Store, StoreError, StoreResult};
+use super::{
+    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
+    StoreResult, sealing::Sealer,
+};
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident,
     KeyOwner, Link,
@@ -93,6 +96,7 @@ impl ScyllaOptions {
 #[derive(Clone)]
 pub struct ScyllaStore {
     inner: Arc<Inner>,
+    sealer: Sealer,
 }
 
 struct Inner {
@@ -145,6 +149,7 @@ impl ScyllaStore {
                 attempt_ttl: ttl_secs(options.attempt_ttl, Duration::ZERO),
                 attempt_day_ttl: ttl_secs(options.attempt_ttl, day),
             }),
+            sealer: Sealer::default(),
         };
         store.inner.init_expiry_mark().await?;
         Ok(store)
@@ -152,9 +157,41 @@ impl ScyllaStore {
 }
 
 impl ScyllaStore {
+    /// Webhook secrets are sealed with these keys from now on.
+    pub fn with_sealer(self, sealer: Sealer) -> Self {
+        Self { sealer, ..self }
+    }
+
     /// The session, for cluster mode's tables in the same keyspace.
     pub fn cluster_handle(&self) -> Arc<Session> {
         self.inner.session.clone()
+    }
+}
+
+impl Inner {
+    /// Every endpoint's stored JSON, as written.
+    async fn endpoint_texts(&self) -> StoreResult<Vec<String>> {
+        let pager = self
+            .session
+            .execute_iter(self.st.endpoints_all.clone(), ())
+            .await
+            .map_err(|e| errors::pager("listing all endpoints", e))?;
+        let texts: Vec<(Option<String>,)> = pager
+            .rows_stream::<(Option<String>,)>()
+            .map_err(corrupt)?
+            .try_collect()
+            .await
+            .map_err(|e| errors::pager_next("listing all endpoints", e))?;
+        Ok(texts.into_iter().filter_map(|(json,)| json).collect())
+    }
+
+    /// The endpoint's stored JSON, as written.
+    async fn endpoint_text(&self, id: Uuid) -> StoreResult<Option<String>> {
+        let row: Option<(Option<String>,)> = first_row(
+            self.execute(&self.st.endpoint_get, (id,), "reading endpoint")
+                .await?,
+        )?;
+        Ok(row.and_then(|(json,)| json))
     }
 }
 
@@ -505,7 +542,8 @@ impl Store for ScyllaStore {
 
     async fn insert_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
-        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
+        let stored = self.sealer.seal(endpoint);
+        let row = (endpoint.id, endpoint.account_id, to_json(&stored)?);
         let mut writes = Writes::one(&s.st.endpoint_insert, row)?;
         writes.add(
             &s.st.account_endpoint_insert,
@@ -514,18 +552,45 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn update_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+    /// The lightweight transaction is conditional on the very text read, so
+    /// any write in between (or a delete) makes it not apply.
+    async fn change_endpoint_if(
+        &self,
+        id: Uuid,
+        expected_version: u64,
+        change: EndpointChange,
+    ) -> StoreResult<EndpointWrite> {
         let s = &self.inner;
-        let row = (endpoint.id, endpoint.account_id, to_json(endpoint)?);
-        s.run(Writes::one(&s.st.endpoint_insert, row)?).await
+        let Some(text) = s.endpoint_text(id).await? else {
+            return Ok(EndpointWrite::Gone);
+        };
+        let stored = self.sealer.open(from_json(&text)?)?;
+        if stored.version != expected_version {
+            return Ok(EndpointWrite::Stale);
+        }
+        let next = to_json(&self.sealer.seal(&change(stored)))?;
+        let written = s
+            .execute(&s.st.endpoint_cas, (next, id, text), "updating endpoint")
+            .await?;
+        Ok(match lwt_outcome(written)? {
+            (true, _) => EndpointWrite::Written,
+            // Not applied: changed since the read, or deleted.
+            (false, _) => match s.endpoint_text(id).await? {
+                Some(_) => EndpointWrite::Stale,
+                None => EndpointWrite::Gone,
+            },
+        })
     }
 
     async fn delete_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
         let s = &self.inner;
         let id = endpoint.id;
+        // A lightweight transaction like the updates, so a compare-and-set
+        // racing the delete is ordered with it and cannot bring the row back.
+        s.execute(&s.st.endpoint_delete, (id,), "deleting endpoint")
+            .await?;
         let days = s.days(&s.st.attempt_days_get, id).await?;
         let mut writes = Writes::default();
-        writes.add(&s.st.endpoint_delete, (id,))?;
         writes.add(&s.st.account_endpoint_delete, (endpoint.account_id, id))?;
         writes.add(&s.st.outbox_clear, (id,))?;
         writes.add(&s.st.index_clear, (id,))?;
@@ -537,13 +602,10 @@ impl Store for ScyllaStore {
     }
 
     async fn get_endpoint(&self, id: Uuid) -> StoreResult<Option<Endpoint>> {
-        let s = &self.inner;
-        let row: Option<(Option<String>,)> = first_row(
-            s.execute(&s.st.endpoint_get, (id,), "reading endpoint")
-                .await?,
-        )?;
-        row.and_then(|(json,)| json)
-            .map(|json| from_json(&json))
+        self.inner
+            .endpoint_text(id)
+            .await?
+            .map(|json| self.sealer.open(from_json(&json)?))
             .transpose()
     }
 
@@ -559,23 +621,31 @@ impl Store for ScyllaStore {
     }
 
     async fn all_endpoints(&self) -> StoreResult<Vec<Endpoint>> {
-        let s = &self.inner;
-        let pager = s
-            .session
-            .execute_iter(s.st.endpoints_all.clone(), ())
-            .await
-            .map_err(|e| errors::pager("listing all endpoints", e))?;
-        let texts: Vec<(Option<String>,)> = pager
-            .rows_stream::<(Option<String>,)>()
-            .map_err(corrupt)?
-            .try_collect()
-            .await
-            .map_err(|e| errors::pager_next("listing all endpoints", e))?;
-        texts
-            .into_iter()
-            .filter_map(|(json,)| json)
-            .map(|json| from_json(&json))
+        self.inner
+            .endpoint_texts()
+            .await?
+            .iter()
+            .map(|json| self.sealer.open(from_json(json)?))
             .collect()
+    }
+
+    async fn reseal_endpoints(&self) -> StoreResult<usize> {
+        let s = &self.inner;
+        let mut resealed = 0;
+        for text in s.endpoint_texts().await? {
+            let stored: Endpoint = from_json(&text)?;
+            if !self.sealer.stale(&stored) {
+                continue;
+            }
+            let id = stored.id;
+            let next = to_json(&self.sealer.seal(&self.sealer.open(stored)?))?;
+            // Not applied: written meanwhile, and sealed by that write.
+            let written = s
+                .execute(&s.st.endpoint_cas, (next, id, text), "resealing endpoint")
+                .await?;
+            resealed += usize::from(lwt_outcome(written)?.0);
+        }
+        Ok(resealed)
     }
 
     async fn upsert_deliveries(&self, deliveries: &[Delivery]) -> StoreResult<()> {

@@ -82,7 +82,8 @@ statements! {
     expiries_due: "SELECT expires_at, code, created_ms, WRITETIME(created_ms) FROM {ks}.expiries WHERE bucket = ? AND expires_at <= ?";
     endpoint_insert: "INSERT INTO {ks}.endpoints (id, account_id, json) VALUES (?, ?, ?)";
     endpoint_get: "SELECT json FROM {ks}.endpoints WHERE id = ?";
-    endpoint_delete: "DELETE FROM {ks}.endpoints WHERE id = ?";
+    endpoint_cas: "UPDATE {ks}.endpoints SET json = ? WHERE id = ? IF json = ?";
+    endpoint_delete: "DELETE FROM {ks}.endpoints WHERE id = ? IF EXISTS";
     endpoints_all: "SELECT json FROM {ks}.endpoints";
     account_endpoint_insert: "INSERT INTO {ks}.account_endpoints (account_id, endpoint_id) VALUES (?, ?)";
     account_endpoint_delete: "DELETE FROM {ks}.account_endpoints WHERE account_id = ? AND endpoint_id = ?";

@@ -50,6 +50,7 @@ fn endpoint(rate: u32) -> Endpoint {
         created_at: t(0),
         updated_at: t(0),
         failed_streak: 0,
+        version: 0,
     }
 }
 
@@ -389,11 +390,37 @@ fn a_success_resets_the_failed_streak() {
 #[test]
 fn endpoint_writes_go_one_at_a_time_with_the_latest_state() {
     let mut m = started(no_retries(), 100);
-    let streak = |actions: &Actions| picked!(actions, Action::SaveEndpoint(e) => e.failed_streak);
-    assert_eq!(streak(&send_and_fail(&mut m, 1, t(0))), [1]);
+    let streak = |actions: &Actions| picked!(actions, Action::SaveHealth { version, health } => (*version, health.failed_streak));
+    assert_eq!(streak(&send_and_fail(&mut m, 1, t(0))), [(0, 1)]);
     assert!(streak(&send_and_fail(&mut m, 2, t(0))).is_empty());
-    assert_eq!(streak(&m.handle(Input::EndpointSaved, t(0))), [2]);
-    assert!(streak(&m.handle(Input::EndpointSaved, t(0))).is_empty());
+    // Written as version 1: the next write expects it.
+    assert_eq!(
+        streak(&m.handle(Input::EndpointSaved(Some(1)), t(0))),
+        [(1, 2)]
+    );
+    assert!(streak(&m.handle(Input::EndpointSaved(Some(2)), t(0))).is_empty());
+}
+
+#[test]
+fn an_api_change_wins_over_the_machines_own_fields() {
+    let mut m = started(no_retries(), 100);
+    send_and_fail(&mut m, 1, t(0));
+    // The API wrote version 1 first; the machine's write gave way.
+    let mut patched = endpoint(100);
+    patched.url = "https://example.com/patched".into();
+    patched.version = 1;
+    m.handle(Input::Updated(Box::new(patched.clone())), t(0));
+    m.handle(Input::EndpointSaved(None), t(0));
+    assert_eq!(m.endpoint(), &patched);
+    // An update older than what the machine holds changes nothing.
+    let mut older = endpoint(100);
+    older.url = "https://example.com/older".into();
+    m.handle(Input::Updated(Box::new(older)), t(0));
+    assert_eq!(m.endpoint().url, "https://example.com/patched");
+    // The next write of its own fields expects the API's version.
+    let actions = send_and_fail(&mut m, 2, t(0));
+    let writes = picked!(actions, Action::SaveHealth { version, .. } => *version);
+    assert_eq!(writes, [1]);
 }
 
 #[test]
@@ -445,7 +472,7 @@ fn stopping_hands_back_the_writes_still_owed() {
     // One batch and one endpoint write are in flight; the second of each waits.
     let owed = m.stop();
     assert!(
-        matches!(&owed[..], [Action::SaveOutcomes(b), Action::SaveEndpoint(e)] if b.len() == 1 && e.failed_streak == 2)
+        matches!(&owed[..], [Action::SaveOutcomes(b), Action::SaveHealth { health, .. }] if b.len() == 1 && health.failed_streak == 2)
     );
     assert!(m.stop().is_empty());
 }
