@@ -29,7 +29,13 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 echo "== cargo fuzz build (nightly, address sanitizer)"
-cargo +nightly fuzz build 2>&1 | tail -n 3
+build_log="$(mktemp)"
+if ! cargo +nightly fuzz build >"$build_log" 2>&1; then
+    grep -v '^ *Compiling ' "$build_log" | head -n 80
+    exit 1
+fi
+tail -n 1 "$build_log"
+rm -f "$build_log"
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT

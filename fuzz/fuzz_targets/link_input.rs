@@ -4,7 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use relurl::{
-    domain::{destination_with_query, validate_code, validate_destination, validate_tags},
+    domain::{
+        Rfc3339, destination_with_query, normalize_tags, validate_code, validate_destination,
+        validate_text,
+    },
     http::{links::NewLink, parse_json},
 };
 use serde_json::Value;
@@ -23,7 +26,19 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .filter_map(|t| t.as_str().map(str::to_owned))
             .collect();
-        let _ = validate_tags(&tags);
+        if let Ok(tags) = normalize_tags(tags) {
+            for (i, tag) in tags.iter().enumerate() {
+                assert!(validate_text(tag).is_ok(), "kept tag {tag:?}");
+                assert!(!tags[..i].contains(tag), "duplicate tag kept: {tag:?}");
+            }
+        }
+    }
+    if let Some(Value::String(at)) = body.get("expires_at")
+        && let Ok(Rfc3339(at)) = Rfc3339::parse(at)
+    {
+        use chrono::Datelike;
+        // Only what every reader can read back: four-digit years.
+        assert!((0..=9999).contains(&at.year()), "accepted {at:?}");
     }
     if let Some(Value::String(destination)) = body.get("destination")
         && validate_destination(destination).is_ok()

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use relurl::{
-    domain::filter_takes,
+    domain::{filter_takes, validate_webhook_url},
     http::{parse_json, webhooks::NewEndpoint},
 };
 use serde_json::Value;
@@ -14,6 +14,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    if let Some(Value::String(url)) = body.get("url")
+        && validate_webhook_url(url).is_ok()
+    {
+        // What is accepted must be a URI the client can connect to.
+        let uri: http::Uri = url.parse().expect("accepted url parses");
+        assert!(
+            uri.host().is_some_and(|h| !h.is_empty()),
+            "no host in {url:?}"
+        );
+        assert_ne!(uri.port_u16(), Some(0), "port 0 in {url:?}");
+    }
     if let Some(Value::Array(events)) = body.get("events") {
         let events: Vec<String> = events
             .iter()

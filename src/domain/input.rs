@@ -73,15 +73,22 @@ pub enum WebhookUrlError {
     TooLong,
     #[error("url {0}")]
     Port(PortError),
+    #[error("url must be an absolute http or https URL with a host")]
+    NotHttp,
 }
 
-/// What can be said about a webhook URL without resolving it.
-pub fn validate_webhook_url(url: &str) -> Result<(), WebhookUrlError> {
+/// What can be said about a webhook URL without resolving it: the URI to call.
+pub fn validate_webhook_url(url: &str) -> Result<http::Uri, WebhookUrlError> {
     if url.len() > MAX_WEBHOOK_URL_BYTES {
         return Err(WebhookUrlError::TooLong);
     }
     url_port(url).map_err(WebhookUrlError::Port)?;
-    Ok(())
+    let uri: http::Uri = url.parse().map_err(|_| WebhookUrlError::NotHttp)?;
+    let has_host = uri.host().is_some_and(|h| !h.is_empty());
+    if !matches!(uri.scheme_str(), Some("https" | "http")) || !has_host {
+        return Err(WebhookUrlError::NotHttp);
+    }
+    Ok(uri)
 }
 
 /// A timestamp that is strictly RFC 3339: a four-digit year, `T`, seconds
@@ -185,6 +192,11 @@ mod tests {
         assert!(err.to_string().contains("too long") && err.to_string().contains("2048"));
         assert!(validate_webhook_url("http://8.8.8.8:65536/").is_err());
         assert!(validate_webhook_url("https://a.example:443/hook").is_ok());
+        // Found by the webhook_input fuzz target: not a URI at all.
+        assert_eq!(
+            validate_webhook_url("https://hoo{s.example.com/in"),
+            Err(WebhookUrlError::NotHttp)
+        );
     }
 
     #[test]

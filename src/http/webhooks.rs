@@ -15,7 +15,6 @@ use crate::{
     cluster::feed::ChangeKind,
     domain::{
         AccountId, Attempt, AttemptStatus, DeliveryStatus, Endpoint, Secret, dedup_keep_order,
-        validate_webhook_url,
     },
     events::{Event, EventType},
     store::{AttemptsOf, EndpointWrite, Paging},
@@ -122,7 +121,6 @@ fn check_description(description: &str) -> ApiResult<()> {
 }
 
 async fn check_url(state: &SharedState, url: &str) -> ApiResult<()> {
-    validate_webhook_url(url).map_err(|e| ApiError::validation("url", e.to_string()))?;
     target::check(url, state.config.webhooks.allow_private_targets)
         .await
         .map(|_| ())

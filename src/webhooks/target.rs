@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use http::Uri;
 
+use crate::domain::{WebhookUrlError, validate_webhook_url};
 pub use crate::net::is_forbidden;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    #[error("url must be an absolute http or https URL with a host")]
-    NotHttp,
+    #[error(transparent)]
+    Invalid(#[from] WebhookUrlError),
     // One message for both, so the API cannot tell an internal name (resolves
     // to a private address) from a missing one: no probing of internal DNS.
     #[error("url host {0} does not resolve to a public address")]
@@ -22,17 +23,8 @@ pub enum TargetError {
 
 /// Checks an endpoint URL at creation or change, resolving its host.
 pub async fn check(url: &str, allow_private: bool) -> Result<Uri, TargetError> {
-    let uri: Uri = url.parse().map_err(|_| TargetError::NotHttp)?;
-    if !matches!(uri.scheme_str(), Some("https" | "http")) {
-        return Err(TargetError::NotHttp);
-    }
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or(TargetError::NotHttp)?;
-    if url.len() > 2048 {
-        return Err(TargetError::NotHttp);
-    }
+    let uri = validate_webhook_url(url)?;
+    let host = uri.host().unwrap_or_default();
     if allow_private {
         return Ok(uri);
     }
@@ -110,9 +102,12 @@ mod tests {
     async fn urls_are_checked() {
         assert_eq!(
             check("ftp://example.com", false).await,
-            Err(TargetError::NotHttp)
+            Err(TargetError::Invalid(WebhookUrlError::NotHttp))
         );
-        assert_eq!(check("/hook", false).await, Err(TargetError::NotHttp));
+        assert_eq!(
+            check("/hook", false).await,
+            Err(TargetError::Invalid(WebhookUrlError::NotHttp))
+        );
         assert!(matches!(
             check("http://127.0.0.1:9/x", false).await,
             Err(TargetError::Private(_))
