@@ -74,7 +74,11 @@ impl LocalCounts {
     }
 
     /// The rows changed since the last flush; seconds that left the window at
-    /// `now_sec` are dropped afterwards.
+    /// `now_sec` are dropped afterwards. A table past half its cap also drops
+    /// every second before `now_sec` (their rows are written, and detection sums
+    /// the table, not this copy), so a flood of new keys cannot fill it for the
+    /// whole window and leave other links untracked; a click that arrives late
+    /// for a dropped second is then not counted, rather than shrinking its row.
     pub fn flush(&mut self, now_sec: i64) -> Vec<FraudCount> {
         let mut rows: Vec<FraudCount> = self
             .entries
@@ -90,18 +94,29 @@ impl LocalCounts {
             })
             .collect();
         rows.sort_by(|a, b| (&*a.key.code, a.second).cmp(&(&*b.key.code, b.second)));
-        self.floor = self.floor.max(*window(now_sec, self.window_secs).start());
+        let oldest_kept = if self.entries.len() > self.cap / 2 {
+            now_sec
+        } else {
+            *window(now_sec, self.window_secs).start()
+        };
+        self.floor = self.floor.max(oldest_kept);
         let floor = self.floor;
         self.entries.retain(|(_, second), _| *second >= floor);
         rows
     }
 
-    /// The write of `rows` failed: write them again at the next flush.
+    /// The write of `rows` failed: write them again at the next flush (also
+    /// those the flush already dropped from this copy).
     pub fn unflush(&mut self, rows: &[FraudCount]) {
         for row in rows {
-            if let Some(e) = self.entries.get_mut(&(row.key.clone(), row.second)) {
-                e.dirty = true;
-            }
+            let entry = self
+                .entries
+                .entry((row.key.clone(), row.second))
+                .or_insert(Entry {
+                    count: row.count,
+                    dirty: true,
+                });
+            entry.dirty = true;
         }
     }
 
@@ -195,6 +210,33 @@ mod tests {
             local.flush(110).is_empty(),
             "a late click cannot shrink the row"
         );
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_does_not_stop_counting_for_the_window() {
+        let mut local = LocalCounts::new(60, 100);
+        for i in 0..100 {
+            local.add(key(&format!("flood{i}")), 100);
+        }
+        local.add(key("victim"), 100);
+        assert_eq!(local.untracked, 1, "full within one second");
+        assert_eq!(local.flush(101).len(), 100);
+        // Written, and past half the cap: the earlier seconds leave this copy.
+        assert!(local.is_empty());
+        local.add(key("victim"), 101);
+        assert_eq!(local.untracked, 1, "tracked again a second later");
+        local.add(key("flood1"), 100);
+        let rows = local.flush(101);
+        let counts: Vec<(i64, i64)> = rows.iter().map(|r| (r.second, r.count)).collect();
+        assert_eq!(counts, vec![(101, 1)], "a late click cannot shrink its row");
+        // A failed write of dropped rows is still written again.
+        let mut local = LocalCounts::new(60, 2);
+        local.add(key("a"), 100);
+        local.add(key("b"), 100);
+        let rows = local.flush(101);
+        assert!(local.is_empty());
+        local.unflush(&rows);
+        assert_eq!(local.flush(101).len(), 2);
     }
 
     #[test]
