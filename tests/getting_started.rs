@@ -14,11 +14,11 @@ mod common;
 use std::{
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::TestServer;
+use common::process::Group;
 
 const GUIDE: &str = "docs/getting-started.md";
 const MARKER: &str = "<!-- getting-started: ";
@@ -63,17 +63,6 @@ fn parse(markdown: &str) -> Guide {
     assert_eq!(guide.settings.len(), 1, "{GUIDE}: one settings block");
     assert!(!guide.run.is_empty(), "{GUIDE}: no run blocks");
     guide
-}
-
-/// A shell and everything it started (its own process group), stopped on drop.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
-    }
 }
 
 fn bash(root: &Path, script: &str) -> Command {
@@ -161,18 +150,8 @@ async fn the_guides_commands_bring_a_webhook_to_the_node_receiver() {
     );
 
     // The receiver the commands left running has every event, none refused.
-    let receiver = TestServer::attach(format!("127.0.0.1:{receiver_port}").parse().unwrap());
-    let seen = common::wait_until(WAIT, "the webhooks at the receiver", || async {
-        let r = receiver.get("/received", None).await;
-        let mut types: Vec<String> = r.body["events"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e["type"].as_str().map(String::from))
-            .collect();
-        types.sort();
-        (types == ["link.clicked", "link.created", "webhook.test"]).then_some(r.body)
-    })
-    .await;
+    let expected = ["link.clicked", "link.created", "webhook.test"];
+    let seen = common::node::wait_for_events(receiver_port, &expected, WAIT).await;
     assert_eq!(
         seen["rejected"],
         0,

@@ -2,7 +2,11 @@
 //! npm are here (their absence fails the test under `RELURL_REQUIRE_NODE=1`,
 //! as in CI) and the example's dependencies installed once.
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use serde_json::Value;
+
+use super::TestServer;
 
 /// Whether node and npm can be run; says so on stderr when not (`test` names
 /// the skipped test).
@@ -32,4 +36,25 @@ pub fn receiver_dir() -> PathBuf {
         assert!(status.success(), "npm ci failed");
     }
     dir
+}
+
+/// The example receiver's `/received` (on `port`) once the types of the events
+/// it accepted are `expected`, sorted; panics after `within`.
+pub async fn wait_for_events(port: u16, expected: &[&str], within: Duration) -> Value {
+    let receiver = TestServer::attach(([127, 0, 0, 1], port).into());
+    super::wait_until(
+        within,
+        &format!("events {expected:?} at the receiver"),
+        || async {
+            let r = receiver.get("/received", None).await;
+            let mut types: Vec<String> = r.body["events"]
+                .as_array()?
+                .iter()
+                .filter_map(|e| e["type"].as_str().map(String::from))
+                .collect();
+            types.sort();
+            (types == expected).then_some(r.body)
+        },
+    )
+    .await
 }

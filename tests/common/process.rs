@@ -43,3 +43,15 @@ pub fn listening(child: &mut Child) -> SocketAddr {
     std::thread::spawn(move || for _ in stderr.lines() {});
     addr
 }
+
+/// A child started with `process_group(0)` and everything it started, killed
+/// on drop.
+pub struct Group(pub Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
