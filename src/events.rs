@@ -24,15 +24,17 @@ pub enum EventType {
     LinkCreated,
     LinkUpdated,
     LinkExpired,
+    LinkDeleted,
     WebhookTest,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         EventType::LinkClicked,
         EventType::LinkCreated,
         EventType::LinkUpdated,
         EventType::LinkExpired,
+        EventType::LinkDeleted,
         EventType::WebhookTest,
     ];
 
@@ -42,6 +44,7 @@ impl EventType {
             EventType::LinkCreated => "link.created",
             EventType::LinkUpdated => "link.updated",
             EventType::LinkExpired => "link.expired",
+            EventType::LinkDeleted => "link.deleted",
             EventType::WebhookTest => "webhook.test",
         }
     }
@@ -112,6 +115,8 @@ struct ClickedData<'a> {
 
 #[derive(Serialize)]
 struct ClickPayload<'a> {
+    /// The click's id, as `/v1/links/{code}/clicks` shows it.
+    id: &'a Uuid,
     ip: &'a IpAddr,
     user_agent: &'a str,
     referrer: &'a str,
@@ -157,20 +162,25 @@ impl Event {
         link_summary_json(&link.code, &link.destination, &link.tags, base)
     }
 
-    pub fn link_created(link: &Link, base: &str) -> Self {
+    /// An event whose data is the link alone.
+    fn of_link(event_type: EventType, link: &Link, base: &str) -> Self {
         Self::build(
-            EventType::LinkCreated,
+            event_type,
             link.account_id,
             json!({ "link": Self::link_data(link, base) }),
         )
     }
 
+    pub fn link_created(link: &Link, base: &str) -> Self {
+        Self::of_link(EventType::LinkCreated, link, base)
+    }
+
     pub fn link_expired(link: &Link, base: &str) -> Self {
-        Self::build(
-            EventType::LinkExpired,
-            link.account_id,
-            json!({ "link": Self::link_data(link, base) }),
-        )
+        Self::of_link(EventType::LinkExpired, link, base)
+    }
+
+    pub fn link_deleted(link: &Link, base: &str) -> Self {
+        Self::of_link(EventType::LinkDeleted, link, base)
     }
 
     pub fn link_updated(link: &Link, base: &str, changes: &[Change], reason: Option<&str>) -> Self {
@@ -189,6 +199,7 @@ impl Event {
         let data = ClickedData {
             link,
             click: ClickPayload {
+                id: &click.id,
                 ip: &click.ip,
                 user_agent: &click.user_agent,
                 referrer: &click.referrer,

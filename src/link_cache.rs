@@ -447,7 +447,7 @@ mod tests {
         }
         // Gone from the store: from here only the cache can answer them.
         for l in &hot {
-            store.delete_link(l).await.unwrap();
+            store.delete_link(l, &[]).await.unwrap();
         }
         for i in 0..100_000u32 {
             let code = format!("scan{i:08x}{:08x}", rand::random::<u32>());

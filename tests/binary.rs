@@ -48,9 +48,11 @@ fn bad_configuration_names_the_key() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/file.toml"));
 }
 
-/// Starts the server on an ephemeral port; returns it with the stdout lines read so far.
+/// Starts the server on an ephemeral port with `env` added; returns it with
+/// the log lines read up to "listening" and its stdout.
 fn start(
     data: &std::path::Path,
+    env: &[(&str, &str)],
 ) -> (
     std::process::Child,
     Vec<String>,
@@ -61,6 +63,7 @@ fn start(
         .env("RELURL_SERVER__LISTEN", "127.0.0.1:0")
         .env("RELURL_STORE__PATH", data)
         .env("RELURL_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -99,7 +102,7 @@ fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
 #[test]
 fn admin_token_printed_once_and_sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut first, log, stdout) = start(dir.path());
+    let (mut first, log, stdout) = start(dir.path(), &[]);
     assert!(log.iter().any(|l| l.contains("listening")), "{log:?}");
     let status = terminate(&mut first);
     assert!(status.success(), "exit status {status:?}");
@@ -111,12 +114,37 @@ fn admin_token_printed_once_and_sigterm_exits_cleanly() {
         "{printed:?}"
     );
 
-    let (mut second, _, stdout) = start(dir.path());
+    let (mut second, _, stdout) = start(dir.path(), &[]);
     let status = terminate(&mut second);
     assert!(status.success(), "second run: {status:?}");
     let printed: Vec<String> = stdout.lines().map_while(Result::ok).collect();
     assert!(
         !printed.iter().any(|l| l.contains("admin token")),
         "{printed:?}"
+    );
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, log, _stdout) = start(dir.path(), &[("RELURL_LOG__FORMAT", "json")]);
+    terminate(&mut child);
+    assert!(log.len() >= 2, "{log:?}");
+    for line in &log {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(entry[field].is_string(), "no {field}: {line}");
+        }
+    }
+    let listening: serde_json::Value = serde_json::from_str(log.last().unwrap()).unwrap();
+    assert_eq!(listening["message"], "listening");
+    // The event's fields sit next to the message, where log shippers look.
+    assert!(
+        listening["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{listening}"
     );
 }

@@ -1,8 +1,10 @@
-//! The files users deploy with (docker-compose and its cluster profile,
-//! Dockerfile, HAProxy, Prometheus and Grafana configuration) checked as far as
-//! this machine can: they parse, name files that exist, configure relurl
-//! validly, pass `promtool` and `haproxy -c`, and every dashboard query names a
-//! metric the server really exports (read from a live `/metrics`).
+//! The files users deploy with (docker-compose and its cluster profile and
+//! demo services, Dockerfile, HAProxy, Prometheus and Grafana configuration)
+//! checked as far as this machine can, without Docker: they parse, name files
+//! that exist, configure relurl validly, pass `promtool`, `haproxy -c` and
+//! `shellcheck`, the demo's set-up and receiver scripts bring webhooks to the
+//! Node receiver, and every dashboard query names a metric the server really
+//! exports (read from a live `/metrics`).
 
 mod common;
 
@@ -461,4 +463,142 @@ async fn every_dashboard_query_names_an_exported_metric() {
             "dashboard queries {name}, which /metrics does not export"
         );
     }
+}
+
+/// The demo: `receiver` (examples/receiver-node) and the one-shot `setup`
+/// that wires a first endpoint to it, with the admin token required.
+#[test]
+fn compose_demo_wires_setup_to_the_receiver() {
+    let compose = compose();
+    let services = &compose["services"];
+    for name in ["receiver", "setup"] {
+        assert!(
+            services[name].get("profiles").is_none(),
+            "{name} belongs to the default stack"
+        );
+        for arg in services[name]["command"].as_sequence().expect("command") {
+            if let Some(script) = arg.as_str().unwrap().strip_prefix("/deploy/") {
+                assert!(root().join("deploy").join(script).is_file(), "{script}");
+            }
+        }
+    }
+    let setup = &services["setup"];
+    assert_eq!(setup["restart"].as_str(), Some("no"), "setup runs once");
+    assert_eq!(
+        setup["environment"]["RELURL_ADMIN_TOKEN"].as_str(),
+        Some(ADMIN_TOKEN),
+        "the admin token must be required, not defaulted"
+    );
+    assert_eq!(
+        setup["depends_on"]["receiver"]["condition"].as_str(),
+        Some("service_healthy"),
+        "setup waits until the receiver has cleared a stale secret"
+    );
+    assert!(setup["depends_on"].get("relurl").is_some());
+    assert!(services["receiver"].get("healthcheck").is_some());
+    // Both sides of the secret hand-over share the volume.
+    for name in ["receiver", "setup"] {
+        let volumes: Vec<&str> = services[name]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(volumes.contains(&"setup:/setup"), "{name}: {volumes:?}");
+    }
+    assert!(compose["volumes"].get("setup").is_some());
+    // relurl may deliver to the receiver's private address on the compose network.
+    let config = service_config(&services["relurl"]);
+    assert!(config.webhooks.allow_private_targets);
+
+    // The receiver listens where setup points the endpoint, a port no service publishes.
+    let server_js =
+        std::fs::read_to_string(root().join("examples/receiver-node/server.js")).unwrap();
+    assert!(
+        server_js.contains("process.env.PORT || 4000"),
+        "receiver default port"
+    );
+    let setup_sh = std::fs::read_to_string(root().join("deploy/compose-setup.sh")).unwrap();
+    assert!(
+        setup_sh.contains("http://receiver:4000"),
+        "setup's receiver URL"
+    );
+    for (name, service) in services.as_mapping().unwrap() {
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let host_port = port.as_str().unwrap().rsplit(':').nth(1).unwrap();
+            assert_ne!(host_port, "4000", "{name:?} publishes the receiver's port");
+        }
+    }
+}
+
+#[test]
+fn compose_scripts_pass_shellcheck() {
+    for script in ["deploy/compose-setup.sh", "deploy/compose-receiver.sh"] {
+        check_with("shellcheck", "RELURL_REQUIRE_SHELLCHECK", &[], script);
+    }
+}
+
+/// What `docker compose up` does for the demo, on this machine: the receiver
+/// script and the set-up script, against a relurl that allows private targets
+/// (as the compose file sets), and the webhooks arrive at the receiver.
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_demo_scripts_bring_webhooks_to_the_receiver() {
+    use std::os::unix::process::CommandExt;
+
+    if !common::node::available("compose demo") {
+        return;
+    }
+    let server = TestServer::start("[webhooks]\nallow_private_targets = true\n").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("setup");
+    std::fs::create_dir(&shared).unwrap();
+    // A secret from an earlier run, which the receiver must not use.
+    std::fs::write(shared.join("secret"), "whsec_c3RhbGU=").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let script = |name: &str| {
+        let mut command = Command::new("sh");
+        command
+            .arg(root().join("deploy").join(name))
+            .env("SHARED", &shared)
+            .stdin(std::process::Stdio::null())
+            .process_group(0);
+        command
+    };
+    let ready = tmp.path().join("ready");
+    let receiver = script("compose-receiver.sh")
+        .env("SRC", root().join("examples/receiver-node"))
+        .env("WORK", tmp.path().join("receiver"))
+        .env("READY", &ready)
+        .env("PORT", port.to_string())
+        .spawn()
+        .unwrap();
+    let _receiver = common::process::Group(receiver);
+    // The healthcheck setup waits for.
+    common::wait_until(
+        Duration::from_secs(30),
+        "the receiver's healthcheck",
+        || async { ready.exists().then_some(()) },
+    )
+    .await;
+
+    let setup = script("compose-setup.sh")
+        .env("RELURL", server.url(""))
+        .env("RECEIVER", format!("http://127.0.0.1:{port}"))
+        .env("RELURL_ADMIN_TOKEN", common::ADMIN)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&setup.stdout),
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    assert!(setup.status.success(), "setup failed:\n{log}");
+    assert!(log.contains("answered 302"), "{log}");
+
+    let expected = ["link.clicked", "link.created", "webhook.test"];
+    let seen = common::node::wait_for_events(port, &expected, Duration::from_secs(60)).await;
+    assert_eq!(seen["rejected"], 0, "{seen}");
 }

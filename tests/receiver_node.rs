@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
     process::{Child, Command, Stdio},
 };
 
@@ -29,19 +28,6 @@ impl Drop for Node {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn node_available() -> bool {
-    let found = Command::new("node").arg("--version").output().is_ok()
-        && Command::new("npm").arg("--version").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("RELURL_REQUIRE_NODE").as_deref() != Ok("1"),
-            "RELURL_REQUIRE_NODE=1 but node/npm are not installed"
-        );
-        eprintln!("receiver-node: node or npm not found, test skipped");
-    }
-    found
 }
 
 fn sign(secret: &str, id: &str, ts: i64, body: &[u8]) -> (String, String) {
@@ -67,18 +53,10 @@ fn sign(secret: &str, id: &str, ts: i64, body: &[u8]) -> (String, String) {
 
 #[tokio::test]
 async fn the_node_receiver_accepts_real_deliveries_and_rejects_tampering() {
-    if !node_available() {
+    if !common::node::available("receiver-node") {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/receiver-node");
-    if !dir.join("node_modules").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "npm ci failed");
-    }
+    let dir = common::node::receiver_dir();
 
     let server = TestServer::start(
         "[webhooks]\nallow_private_targets = true\nretry_schedule = [\"200ms\"]\n[redirect]\ndurable_ack = true\n[fraud]\nenabled = false\n",

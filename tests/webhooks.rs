@@ -294,6 +294,12 @@ async fn events_reach_matching_endpoints_signed_and_in_the_wire_format() {
     assert_eq!(click["os"], "Linux");
     assert_eq!(click["is_bot"], false);
     assert!(click["user_agent"].as_str().unwrap().contains("Firefox"));
+    // The same click, by the same id, as the clicks listing shows it.
+    let listed = server.get("/v1/links/w1/clicks", Some(&key)).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    let listed_id = &listed.body["items"][0]["id"];
+    assert!(listed_id.is_string(), "{:?}", listed.body);
+    assert_eq!(click["id"], *listed_id);
 
     let updated = got_changes
         .iter()
@@ -314,6 +320,35 @@ async fn events_reach_matching_endpoints_signed_and_in_the_wire_format() {
         .find(|b| b["type"] == "link.expired")
         .unwrap();
     assert_eq!(expired["data"]["link"]["code"], "w2");
+}
+
+#[tokio::test]
+async fn deleting_a_link_emits_link_deleted() {
+    let hooked = Hooked::start(&config(""), json!({"events": ["link.deleted"]})).await;
+    hooked
+        .server
+        .link(
+            &hooked.key,
+            json!({"destination": "https://example.com/gone", "code": "gone", "tags": ["t"]}),
+        )
+        .await;
+    let deleted = hooked
+        .server
+        .delete("/v1/links/gone", Some(&hooked.key))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+
+    let got = hooked.receiver.wait_for(1, WAIT).await;
+    assert_eq!(types(&got), ["link.deleted"]);
+    assert_signed_by(&got[0], &hooked.secret);
+    assert_eq!(
+        got[0].json()["data"],
+        json!({"link": {"code": "gone", "short_url": "http://127.0.0.1:8080/gone", "destination": "https://example.com/gone", "tags": ["t"]}})
+    );
+    // Delivered once, and logged like any other event.
+    let attempts = hooked.attempts_at_least(1, "").await;
+    assert_eq!(attempts[0]["type"], "link.deleted");
+    assert_eq!(attempts[0]["status"], "succeeded");
 }
 
 #[tokio::test]

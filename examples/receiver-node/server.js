@@ -4,7 +4,8 @@ const crypto = require('node:crypto');
 const express = require('express');
 const { Webhook } = require('standardwebhooks');
 
-const PORT = Number(process.env.PORT || 3000);
+// Not 3000: Grafana's port in the compose stack.
+const PORT = Number(process.env.PORT || 4000);
 // Several comma-separated secrets are allowed so you can rotate without downtime:
 // list old and new, switch the endpoint in relurl, then drop the old one.
 const SECRETS = (process.env.RELURL_WEBHOOK_SECRET || '')

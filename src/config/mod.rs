@@ -7,6 +7,7 @@ mod auth;
 mod cluster;
 mod enrich;
 mod fraud;
+mod log;
 mod redirect;
 mod server;
 mod store;
@@ -34,6 +35,7 @@ pub use auth::{AuthConfig, EncryptionKeys, LimitsConfig, MIN_ADMIN_TOKEN_LEN, Ra
 pub use cluster::{ClusterConfig, RawCluster};
 pub use enrich::{EnrichConfig, RawEnrich};
 pub use fraud::{FraudConfig, RawFraud};
+pub use log::{LogConfig, LogFormat, RawLog};
 pub use redirect::{RawRedirect, RedirectConfig};
 pub use server::{RawServer, ServerConfig};
 pub use store::{RawStore, StoreBackend, StoreConfig};
@@ -71,10 +73,11 @@ pub struct RawConfig {
     pub fraud: RawFraud,
     pub enrich: RawEnrich,
     pub cluster: RawCluster,
+    pub log: RawLog,
 }
 
-const SECTIONS: [&str; 8] = [
-    "server", "auth", "store", "redirect", "webhooks", "fraud", "enrich", "cluster",
+const SECTIONS: [&str; 9] = [
+    "server", "auth", "store", "redirect", "webhooks", "fraud", "enrich", "cluster", "log",
 ];
 
 /// Validated configuration: every value typed and checked.
@@ -88,6 +91,7 @@ pub struct Config {
     pub fraud: FraudConfig,
     pub enrich: EnrichConfig,
     pub cluster: ClusterConfig,
+    pub log: LogConfig,
 }
 
 /// Every problem found in a configuration, one line each.
@@ -195,6 +199,7 @@ fn read(figment: &Figment, mut errors: Errors) -> Result<Config, ConfigError> {
         fraud: section::<RawFraud>(figment, "fraud", e).validate(e),
         enrich: section::<RawEnrich>(figment, "enrich", e).validate(e),
         cluster: section::<RawCluster>(figment, "cluster", e).validate(scylla, e),
+        log: section::<RawLog>(figment, "log", e).validate(e),
     };
     errors.into_result(config)
 }

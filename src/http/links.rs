@@ -289,9 +289,12 @@ pub async fn delete(
     Path(code): Path<String>,
 ) -> ApiResult<StatusCode> {
     let link = owned_link(&state, account, &code).await?;
-    state.store.delete_link(&link).await?;
+    let event = Event::link_deleted(&link, &state.config.server.public_base_url);
+    let deliveries = state.fanout.prepare(&event);
+    state.store.delete_link(&link, &deliveries).await?;
     state.cache.remove(&code);
     state.changes.note(ChangeKind::LinkDeleted, &code).await;
+    state.fanout.committed(event, deliveries);
     Ok(StatusCode::NO_CONTENT)
 }
 

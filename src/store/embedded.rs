@@ -615,8 +615,9 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn delete_link(&self, link: &Link) -> StoreResult<()> {
+    async fn delete_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()> {
         let link = link.clone();
+        let deliveries = deliveries.to_vec();
         self.blocking(move |s| {
             let mut batch = s.batch();
             batch.remove(&s.links, link.code.as_bytes());
@@ -628,6 +629,7 @@ impl Store for EmbeddedStore {
             for guard in s.clicks.prefix(click_prefix(&link.code)) {
                 batch.remove(&s.clicks, guard.key()?);
             }
+            s.put_deliveries(&mut batch, &deliveries)?;
             batch.commit()?;
             Ok(())
         })

@@ -212,8 +212,9 @@ pub trait Store: Send + Sync + 'static {
     async fn due_expiries(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Link>>;
     /// Records that the link's expiry fired, with its deliveries, once.
     async fn mark_expired(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()>;
-    /// Removes the link, its place in the account's listing, its counter and clicks.
-    async fn delete_link(&self, link: &Link) -> StoreResult<()>;
+    /// Removes the link, its place in the account's listing, its counter and
+    /// clicks, and writes the deliveries its deletion owes.
+    async fn delete_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()>;
     /// The account's links, newest first.
     async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>>;
 

@@ -8,6 +8,7 @@
 
 pub mod cql;
 pub mod mmdb;
+pub mod node;
 pub mod process;
 pub mod receiver;
 

@@ -18,6 +18,13 @@ pub fn serve(config: &Path) -> (Child, SocketAddr) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start relurl");
+    let addr = listening(&mut child);
+    (child, addr)
+}
+
+/// The address a relurl child (stderr piped, text logs at info) logs once it
+/// listens; its log is drained from then on so it never blocks on a full pipe.
+pub fn listening(child: &mut Child) -> SocketAddr {
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let (mut line, mut log) = (String::new(), String::new());
     let addr = loop {
@@ -34,5 +41,17 @@ pub fn serve(config: &Path) -> (Child, SocketAddr) {
     };
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in stderr.lines() {});
-    (child, addr)
+    addr
+}
+
+/// A child started with `process_group(0)` and everything it started, killed
+/// on drop.
+pub struct Group(pub Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
 }

@@ -24,7 +24,7 @@ pub async fn expiries_fire_once_and_follow_updates(store: SharedStore) {
     for l in [&later, &long_ago, &never, &just, &deleted] {
         assert!(store.insert_link(l, &[]).await.unwrap());
     }
-    store.delete_link(&deleted).await.unwrap();
+    store.delete_link(&deleted, &[]).await.unwrap();
 
     let due = store.due_expiries(now, 10).await.unwrap();
     assert_eq!(codes(&due), ["x1", "x2"]);

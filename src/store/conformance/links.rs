@@ -3,8 +3,8 @@
 use chrono::Duration;
 use uuid::Uuid;
 
-use super::fixtures::{click, link, pages};
-use crate::domain::FraudAction;
+use super::fixtures::{click, delivery, link, pages};
+use crate::domain::{DeliveryStatus, FraudAction};
 use crate::store::{ClickBatch, Paging, SharedStore};
 
 pub async fn link_codes_are_unique(store: SharedStore) {
@@ -47,7 +47,16 @@ pub async fn link_update_and_delete(store: SharedStore) {
         })
         .await
         .unwrap();
-    store.delete_link(&l).await.unwrap();
+    // The deletion's event is written with it.
+    let owed = delivery(Uuid::now_v7(), chrono::Utc::now(), DeliveryStatus::Pending);
+    store
+        .delete_link(&l, std::slice::from_ref(&owed))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.due_deliveries(owed.endpoint_id, 10).await.unwrap(),
+        vec![owed]
+    );
     assert_eq!(store.get_link("upd").await.unwrap(), None);
     assert_eq!(store.click_count("upd").await.unwrap(), 0);
     assert!(
@@ -109,7 +118,7 @@ pub async fn recreated_code_starts_afresh(store: SharedStore) {
         })
         .await
         .unwrap();
-    store.delete_link(&first).await.unwrap();
+    store.delete_link(&first, &[]).await.unwrap();
     let second = link("again", a, 9_000);
     assert!(store.insert_link(&second, &[]).await.unwrap());
     let fresh = click("again", 9);

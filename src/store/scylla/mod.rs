@@ -411,7 +411,7 @@ impl Store for ScyllaStore {
         s.run(writes).await
     }
 
-    async fn delete_link(&self, link: &Link) -> StoreResult<()> {
+    async fn delete_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()> {
         let s = &self.inner;
         let bucket = s.get_link_row(&link.code).await?.and_then(|(_, b)| b);
         let days = s.days(&s.st.click_days_get, link.code.as_str()).await?;
@@ -433,6 +433,7 @@ impl Store for ScyllaStore {
             writes.add(&s.st.clicks_delete_day, (code(), day))?;
         }
         writes.add(&s.st.click_days_delete, (code(),))?;
+        writes.deliveries(&s.st, deliveries)?;
         s.run(writes).await
     }
 
