@@ -16,7 +16,7 @@ use crate::{
     domain::{Account, ApiKey},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     name: String,
