@@ -8,11 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    Json,
-    extract::{Path, Query},
-    http::StatusCode,
-};
+use axum::{Json, extract::Path, http::StatusCode};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,7 +18,7 @@ use super::{
     JsonBody, SharedState,
     auth::{Caller, token_hash},
     error::{ApiError, ApiResult, check_text},
-    json::{PageParams, page_json, timestamp},
+    json::{PageParams, Query, page_json, timestamp},
 };
 use crate::{
     cluster::feed::ChangeKind,

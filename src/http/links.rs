@@ -22,6 +22,7 @@ use crate::{
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLink {
+    #[schema(format = "uri", max_length = 8192)]
     destination: String,
     /// Absent: 7 generated base62 characters.
     #[schema(schema_with = openapi::code_or_null)]
@@ -41,6 +42,7 @@ pub struct NewLink {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkPatch {
+    #[schema(format = "uri", max_length = 8192)]
     destination: Option<String>,
     /// Absent: unchanged; `null`: never expires.
     #[serde(default, deserialize_with = "present")]

@@ -24,6 +24,7 @@ use utoipa::{
         Components, ContentBuilder, HttpMethod, Info, OpenApi, OpenApiBuilder, PathItem, Paths,
         Ref, RefOr, Required, ResponseBuilder, Tag, Type,
         extensions::Extensions,
+        link::LinkBuilder,
         path::{OperationBuilder, ParameterBuilder, ParameterIn},
         request_body::RequestBodyBuilder,
         schema::{Object, ObjectBuilder, Schema},
@@ -191,6 +192,9 @@ fn parameters(op: &Operation) -> Vec<ParameterBuilder> {
 fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
     let (status, schema) = op.ok;
     let mut ok = ResponseBuilder::new().description("Success");
+    for (name, link) in links(op) {
+        ok = ok.link(name, link.build());
+    }
     if let Some(schema) = schema {
         ok = ok.content(JSON, json_content(schema).build());
     }
@@ -221,6 +225,35 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
         Auth::Account => builder.security(SecurityRequirement::new("api_key", [""; 0])),
     };
     builder.build()
+}
+
+/// What a success answer lets a client call next (OpenAPI links; schemathesis
+/// follows them in its stateful phase): a made link's and endpoint's own
+/// routes, and a test event's retry.
+fn links(from: &Operation) -> Vec<(String, LinkBuilder)> {
+    let (prefix, parameter, value) = match from.id {
+        "create_link" => ("/v1/links/{code}", "code", "$response.body#/code"),
+        "create_webhook" => ("/v1/webhooks/{id}", "id", "$response.body#/id"),
+        "test_webhook" => (
+            "/v1/webhooks/{id}/deliveries/{event_id}",
+            "event_id",
+            "$response.body#/event_id",
+        ),
+        _ => return Vec::new(),
+    };
+    OPERATIONS
+        .iter()
+        .filter(|to| to.path.starts_with(prefix))
+        .map(|to| {
+            let mut link = LinkBuilder::new()
+                .operation_id(to.id)
+                .parameter(parameter, value);
+            if from.id == "test_webhook" {
+                link = link.parameter("id", "$request.path.id");
+            }
+            (to.id.to_string(), link)
+        })
+        .collect()
 }
 
 fn method(name: &str) -> HttpMethod {
@@ -312,7 +345,6 @@ fn components() -> Components {
         schemas::Click,
         schemas::Incident,
         schemas::ApiKey,
-        schemas::ApiKeyCreated,
         schemas::Endpoint,
         schemas::TestQueued,
         schemas::RetryQueued,

@@ -138,7 +138,7 @@ pub const OPERATIONS: &[Operation] = &[
             "Create an API key (the whole key is shown only here)",
         )
         .body("NewKey")
-        .ok(201, Some("ApiKeyCreated"))
+        .ok(201, Some("ApiKey"))
         .extra(&[409]),
     op("get", "/v1/keys", "list_keys")
         .tag("keys", "The account's API keys")

@@ -213,21 +213,8 @@ pub struct ApiKey {
     /// Written at most once a minute per key.
     #[schema(required = true, format = DateTime)]
     pub last_used_at: Option<String>,
-}
-
-/// A new key: the whole key is in `key`, shown only here.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyCreated {
-    pub id: uuid::Uuid,
-    pub prefix: String,
-    #[schema(required = true)]
-    pub name: Option<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(required = true, format = DateTime)]
-    pub last_used_at: Option<String>,
-    pub key: String,
+    /// The whole key; in the creation answer only.
+    pub key: Option<String>,
 }
 
 /// A webhook endpoint; its secrets are shown only when made.
