@@ -19,6 +19,8 @@ use crate::{
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
+    /// Trimmed; no control or bidi characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 

@@ -93,6 +93,8 @@ impl KeyState {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// Trimmed; no control or bidi characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
 }
 
