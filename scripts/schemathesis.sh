@@ -90,9 +90,14 @@ endpoint="$(curl -fsS -X POST "$base/v1/webhooks" \
     -d "{\"url\":\"$base/healthz\",\"events\":[\"*\"]}" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
 
-# A code that breaks its schema (a reserved word such as `metrics`) is another
-# route's path, not a bad redirect: /{code} gets valid codes only.
 cat >"$data/schemathesis.toml" <<EOF
+# A request the document refuses must be refused; 413 (a body past
+# server.max_body_bytes) is a refusal too.
+[checks.negative_data_rejection]
+expected-statuses = [400, 401, 403, 404, 405, 409, 413, 422, 429]
+
+# A code that breaks its schema (a reserved word such as "metrics") is another
+# route's path, not a bad redirect: /{code} gets valid codes only.
 [[operations]]
 include-path = "/{code}"
 generation.mode = "positive"
@@ -111,7 +116,7 @@ include-path = "/v1/accounts"
 headers = { Authorization = "Bearer $admin" }
 EOF
 
-checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
+checks="${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection}"
 echo "== schemathesis run $base/v1/openapi.json (max $max_examples examples an operation)"
 echo "   checks: $checks"
 status=0

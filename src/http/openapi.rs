@@ -11,7 +11,9 @@ mod webhooks;
 use operations::Auth;
 pub use operations::{OPERATIONS, Operation};
 // Field schemas the request types' derives refer to.
-pub use schemas::{code_or_null, event_names, expiry, fraud_policy, redirect_status_or_null};
+pub use schemas::{
+    code_or_null, event_names, event_names_or_null, expiry, fraud_policy, redirect_status_or_null,
+};
 
 use std::sync::LazyLock;
 
@@ -173,8 +175,14 @@ fn parameters(op: &Operation) -> Vec<ParameterBuilder> {
                 .description(Some("Items per page, 1 to 1000 (default 50)")),
         );
         out.push(
-            parameter("cursor", ParameterIn::Query, String::schema())
-                .description(Some("`next_cursor` of the previous page")),
+            parameter(
+                "cursor",
+                ParameterIn::Query,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
+            .description(Some("`next_cursor` of the previous page")),
         );
     }
     if op.id == "list_deliveries" {

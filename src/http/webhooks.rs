@@ -54,7 +54,7 @@ pub struct NewEndpoint {
 #[serde(deny_unknown_fields)]
 pub struct EndpointPatch {
     url: Option<String>,
-    #[schema(schema_with = super::openapi::event_names)]
+    #[schema(schema_with = super::openapi::event_names_or_null)]
     events: Option<Vec<String>>,
     enabled: Option<bool>,
     #[schema(minimum = 1, maximum = 100_000)]

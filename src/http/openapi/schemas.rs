@@ -41,6 +41,15 @@ pub fn code_or_null() -> impl Into<RefOr<Schema>> {
 
 /// An endpoint's `events`: event types, or `"*"` for all.
 pub fn event_names() -> impl Into<RefOr<Schema>> {
+    event_list()
+}
+
+/// `events` of a change: absent or `null` leaves them as they are.
+pub fn event_names_or_null() -> impl Into<RefOr<Schema>> {
+    event_list().schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+}
+
+fn event_list() -> utoipa::openapi::schema::ArrayBuilder {
     let mut names: Vec<&str> = crate::events::EventType::ALL
         .iter()
         .map(|t| t.as_str())
