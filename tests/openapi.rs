@@ -79,6 +79,13 @@ fn every_route_of_the_router_is_documented_and_nothing_else() {
         }
     }
     let routes = router_routes();
+    for (_, path) in &routes {
+        let label = format!("\"{path}\" => ");
+        assert!(
+            ROUTER.contains(&label),
+            "{path} has no metrics label in route_label"
+        );
+    }
     let undocumented: Vec<_> = routes.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&routes).collect();
     assert!(
