@@ -16,9 +16,11 @@ use crate::{
     domain::{Account, ApiKey},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
+    /// Trimmed; no control or bidi characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 

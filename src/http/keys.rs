@@ -8,11 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{
-    Json,
-    extract::{Path, Query},
-    http::StatusCode,
-};
+use axum::{Json, extract::Path, http::StatusCode};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,7 +18,7 @@ use super::{
     JsonBody, SharedState,
     auth::{Caller, token_hash},
     error::{ApiError, ApiResult, check_text},
-    json::{PageParams, page_json, timestamp},
+    json::{PageParams, Query, page_json, timestamp},
 };
 use crate::{
     cluster::feed::ChangeKind,
@@ -94,9 +90,11 @@ impl KeyState {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// Trimmed; no control or bidi characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::json::{PageParams, Query, listing, page_json, timestamp};
-use super::{JsonBody, SharedState, auth::Caller};
+use super::{JsonBody, SharedState, auth::Caller, openapi};
 use crate::{
     cluster::feed::ChangeKind,
     domain::{
@@ -19,31 +19,42 @@ use crate::{
     events::{Change, Event},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLink {
+    #[schema(format = "uri", max_length = 8192)]
     destination: String,
+    /// Absent: 7 generated base62 characters.
+    #[schema(schema_with = openapi::code_or_null)]
     code: Option<String>,
+    #[schema(schema_with = openapi::expiry)]
     expires_at: Option<Rfc3339>,
+    /// Absent: the server's `redirect.default_status`.
+    #[schema(schema_with = openapi::redirect_status_or_null)]
     redirect_status: Option<u16>,
     #[serde(default)]
     tags: Vec<String>,
     /// `null` or absent: the server's `fraud.policy`.
+    #[schema(schema_with = openapi::fraud_policy)]
     fraud_policy: Option<FraudAction>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkPatch {
+    #[schema(format = "uri", max_length = 8192)]
     destination: Option<String>,
     /// Absent: unchanged; `null`: never expires.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = openapi::expiry)]
     expires_at: Option<Option<Rfc3339>>,
+    #[schema(schema_with = openapi::redirect_status_or_null)]
     redirect_status: Option<u16>,
     disabled: Option<bool>,
     tags: Option<Vec<String>>,
     /// Absent: unchanged; `null`: the server's `fraud.policy`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = openapi::fraud_policy)]
     fraud_policy: Option<Option<FraudAction>>,
 }
 

@@ -7,6 +7,7 @@
 //! - [`limits`]: idle connections, head and body sizes, body deadline;
 //!   [`rate_limits`]: requests per account and per client address.
 //! - [`keys`]: the account's API keys.
+//! - [`openapi`]: the OpenAPI document of all of it.
 //! - [`json`]: page parameters, listings and timestamps the `/v1` handlers share.
 
 pub mod accounts;
@@ -17,6 +18,7 @@ pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod links;
+pub mod openapi;
 pub mod ops;
 pub mod rate_limits;
 pub mod redirect;
@@ -86,6 +88,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/accounts", post(accounts::create))
         .route("/v1/links", post(links::create).get(links::list))
         .route(
@@ -140,6 +143,7 @@ fn route_label(template: &str) -> &'static str {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
+        "/v1/openapi.json" => "/v1/openapi.json",
         "/v1/accounts" => "/v1/accounts",
         "/v1/links" => "/v1/links",
         "/v1/links/{code}" => "/v1/links/{code}",

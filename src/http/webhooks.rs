@@ -36,22 +36,27 @@ const MAX_RATE_LIMIT: u32 = 100_000;
 /// Read-change-write rounds an API change makes against concurrent writers.
 const WRITE_TRIES: usize = 5;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     url: String,
+    #[schema(schema_with = super::openapi::event_names)]
     events: Vec<String>,
+    /// Absent: the server's `webhooks.default_rate_limit_per_sec`.
+    #[schema(minimum = 1, maximum = 100_000)]
     rate_limit_per_sec: Option<u32>,
     #[serde(default)]
     description: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointPatch {
     url: Option<String>,
+    #[schema(schema_with = super::openapi::event_names_or_null)]
     events: Option<Vec<String>>,
     enabled: Option<bool>,
+    #[schema(minimum = 1, maximum = 100_000)]
     rate_limit_per_sec: Option<u32>,
     description: Option<String>,
 }
