@@ -1021,3 +1021,34 @@ async fn an_unresolvable_host_fails_its_attempt_and_blocks_nothing_else() {
     .await;
     assert!(error.contains("dns"), "{error}");
 }
+
+#[tokio::test]
+async fn an_account_stops_at_max_endpoints_until_one_is_deleted() {
+    let server = TestServer::start(&config("max_endpoints_per_account = 2\n")).await;
+    let key = server.account("limited").await;
+    let other = server.account("other").await;
+    let url = |n: u32| json!({ "url": format!("http://127.0.0.1:9/{n}"), "events": ["*"] });
+    let (first, _) = endpoint(&server, &key, url(1)).await;
+    endpoint(&server, &key, url(2)).await;
+    let refused = server.post("/v1/webhooks", Some(&key), url(3)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
+    assert!(
+        refused.body.to_string().contains("at most 2"),
+        "{:?}",
+        refused.body
+    );
+    // Another account's count is its own.
+    endpoint(&server, &other, url(4)).await;
+    let deleted = server
+        .delete(&format!("/v1/webhooks/{first}"), Some(&key))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    endpoint(&server, &key, url(5)).await;
+    let listed = server.get("/v1/webhooks", Some(&key)).await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        2,
+        "{:?}",
+        listed.body
+    );
+}

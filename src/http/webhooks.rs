@@ -197,7 +197,9 @@ pub async fn create(
     // Counting and inserting take turns, so two creates cannot both slip under the limit.
     let _turn = state.endpoint_creation.lock().await;
     let max = state.config.webhooks.max_endpoints_per_account;
-    if state.store.list_endpoints(account).await?.len() >= max as usize {
+    // The directory holds every endpoint: counting there keeps a create O(1)
+    // in the account's endpoint count.
+    if state.directory.count(account) >= max as usize {
         return Err(ApiError::conflict(
             None,
             format!("an account may have at most {max} webhook endpoints; delete one first"),
@@ -224,6 +226,8 @@ pub async fn create(
         version: 0,
     };
     state.store.insert_endpoint(&endpoint).await?;
+    // Counted before the turn ends; the supervisor's own upsert finds it there.
+    state.directory.upsert(&endpoint);
     upsert(&state, &endpoint).await;
     Ok((StatusCode::CREATED, Json(with_secret(&endpoint, &secret))))
 }

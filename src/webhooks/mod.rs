@@ -113,12 +113,16 @@ pub struct WebhookDirectory {
 
 impl WebhookDirectory {
     pub fn handle(&self, account: AccountId, id: Uuid) -> Option<Arc<EndpointHandle>> {
-        self.by_account
+        self.by_id
             .pin()
-            .get(&account)?
-            .iter()
-            .find(|h| h.id == id)
+            .get(&id)
+            .filter(|h| h.account_id == account)
             .cloned()
+    }
+
+    /// How many endpoints the account has (enabled or not).
+    pub fn count(&self, account: AccountId) -> usize {
+        self.by_account.pin().get(&account).map_or(0, |h| h.len())
     }
 
     /// Adds the endpoint or updates what it subscribes to; returns its handle.
