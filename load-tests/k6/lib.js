@@ -51,7 +51,7 @@ export function setupCall(method, path, key, body, route) {
   const params = {
     headers: authHeaders(key),
     responseType: 'text',
-    tags: { phase: 'setup', name: `setup ${method} ${route || path}` },
+    tags: { phase: 'setup', name: `setup ${method} ${(route || path).replace(/[{}]/g, '')}` },
   };
   for (let attempt = 0; attempt < 30; attempt++) {
     const res = http.request(method, `${BASE_URL}${path}`, body === undefined ? null : JSON.stringify(body), params);

@@ -116,7 +116,7 @@ export function redirect(data) {
   const res = http.get(`${BASE_URL}/${code}?utm_source=k6`, {
     redirects: 0,
     headers: { 'User-Agent': USER_AGENT, 'X-Forwarded-For': randomClientIp() },
-    tags: { name: 'GET /{code}' },
+    tags: { name: 'redirect' },
   });
   const ok = check(res, {
     'status is a redirect': (r) => REDIRECT_STATUSES.includes(r.status),
