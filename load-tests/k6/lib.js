@@ -120,8 +120,8 @@ export function summary(data, fallbackFile) {
 }
 
 function formatValue(metric, stat, value) {
-  if (metric.contains === 'time' && metric.type === 'trend') return `${value.toFixed(2)}ms`;
-  if (metric.type === 'rate') return `${(value * 100).toFixed(2)}%`;
+  if (metric.contains === 'time' && metric.type === 'trend' && stat !== 'count') return `${value.toFixed(2)}ms`;
+  if (metric.type === 'rate' && stat === 'rate') return `${(value * 100).toFixed(2)}%`;
   return Number.isInteger(value) ? String(value) : value.toFixed(2);
 }
 
