@@ -91,7 +91,9 @@ for (const name of SCENARIOS) {
   thresholds[`http_req_duration{scenario:${name}}`] = [`p(99)<${P99_MS}`];
   thresholds[`http_req_failed{scenario:${name}}`] = ['rate<0.001'];
   thresholds[`checks{scenario:${name}}`] = ['rate>0.999'];
-  planned += name === 'constant' ? RATE * constantSecs : 2 * RAMP_TO * rampSecs;
+  // The ramp's iterations: up from startRate, held, down over a third as long.
+  const ramp = ((all.ramping.startRate + RAMP_TO) / 2 + RAMP_TO + RAMP_TO / 6) * rampSecs;
+  planned += name === 'constant' ? RATE * constantSecs : ramp;
 }
 // Iterations the arrival rate asked for but no VU was free to start: the load
 // generator, not the server, fell short, and the rate measured is not RATE.
