@@ -1,7 +1,7 @@
 // The checker's own tests: it passes a script that keeps to the document and
 // fails ones that do not parse or call what relurl does not serve.
 //
-//   node --test load-tests/k6/check/
+//   node --test load-tests/k6/check/check.test.mjs
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
