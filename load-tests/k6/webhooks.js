@@ -136,19 +136,23 @@ export function click(data) {
 }
 
 export function teardown(data) {
-  // Waits (one poll a second) until the sink has every recorded click's event,
-  // or its count has not grown for QUIET seconds, or DRAIN_TIMEOUT passed.
-  // Polls are counted rather than timed: the wait is bounded either way.
+  // Waits (one poll a second) until the sink has an event for every click
+  // relurl recorded (that count no longer growing: the last clicks may still
+  // be on their way to the store), or the sink's count has not grown for QUIET
+  // seconds, or DRAIN_TIMEOUT passed. Polls are counted rather than timed.
   let recorded = recordedClicks(data.codes);
   let stats = sinkStats();
   let quiet = 0;
+  let settled = false;
   for (let waited = 0; waited < DRAIN_SECS && quiet < QUIET_SECS; waited++) {
-    if (stats.distinct_events >= recorded && recorded > 0) break;
+    if (settled && stats.distinct_events >= recorded) break;
     sleep(1);
     const next = sinkStats();
     quiet = next.distinct_events === stats.distinct_events ? quiet + 1 : 0;
     stats = next;
-    recorded = recordedClicks(data.codes);
+    const now = recordedClicks(data.codes);
+    settled = now === recorded;
+    recorded = now;
   }
   clicksRecorded.add(recorded);
   delivered.add(stats.distinct_events);
