@@ -12,9 +12,11 @@
 //! - [`expiry`] fires `link.expired` once per link.
 //!
 //! [`app`] wires the stages; [`config`] loads and validates settings;
-//! [`domain`] holds the plain types; [`metrics`] declares every metric.
+//! [`domain`] holds the plain types; [`metrics`] declares every metric;
+//! [`bounded_queue`] is the queue the click and fraud stages share.
 
 pub mod app;
+pub mod bounded_queue;
 pub mod clicks;
 pub mod cluster;
 pub mod config;

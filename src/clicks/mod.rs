@@ -22,7 +22,7 @@ use std::{
     },
 };
 
-use crossbeam_queue::ArrayQueue;
+use crate::bounded_queue::BoundedQueue;
 use metrics::{Counter, Gauge};
 use tokio::sync::{Notify, oneshot};
 
@@ -40,7 +40,7 @@ pub struct Queued {
 
 /// State of one shard that outlives its actor: a restarted actor finds its queue intact.
 pub struct ShardSlot {
-    pub(crate) queue: ArrayQueue<Queued>,
+    pub(crate) queue: BoundedQueue<Queued>,
     /// Clicks whose detail was shed, per code, not yet written to the counter.
     pub(crate) shed: papaya::HashMap<Arc<str>, AtomicU64>,
     /// A drain is scheduled; set by the first click of a batch window.
@@ -63,7 +63,7 @@ impl ShardSlot {
             shed,
         } = ClickQueueMetrics::new(index);
         Self {
-            queue: ArrayQueue::new(capacity),
+            queue: BoundedQueue::new(capacity),
             shed: papaya::HashMap::new(),
             scheduled: AtomicBool::new(false),
             urgent: AtomicBool::new(false),

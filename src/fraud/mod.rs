@@ -38,8 +38,8 @@ use std::{
     },
 };
 
+use crate::bounded_queue::BoundedQueue;
 use chrono::Utc;
-use crossbeam_queue::ArrayQueue;
 use metrics::Counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
@@ -84,7 +84,7 @@ type Observed = (Arc<str>, IpAddr, i64);
 
 /// The bounded hand-off from shards to the detector.
 pub struct Inbox {
-    queue: ArrayQueue<Observed>,
+    queue: BoundedQueue<Observed>,
     /// A `Drain` is on its way; set by the first observation after a drain.
     scheduled: AtomicBool,
     dropped: Counter,
@@ -93,7 +93,7 @@ pub struct Inbox {
 impl Inbox {
     fn new(capacity: usize, dropped: Counter) -> Self {
         Self {
-            queue: ArrayQueue::new(capacity.max(1)),
+            queue: BoundedQueue::new(capacity.max(1)),
             scheduled: AtomicBool::new(false),
             dropped,
         }
