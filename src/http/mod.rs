@@ -21,6 +21,7 @@ pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod rate_limits;
+pub mod recover;
 pub mod redirect;
 pub mod webhooks;
 
@@ -116,6 +117,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry",
             post(webhooks::retry),
         )
+        .route("/v1/webhooks/{id}/recover", post(recover::recover))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
@@ -159,6 +161,7 @@ fn route_label(template: &str) -> &'static str {
         "/v1/webhooks/{id}/deliveries/{event_id}/retry" => {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry"
         }
+        "/v1/webhooks/{id}/recover" => "/v1/webhooks/{id}/recover",
         _ => "other",
     }
 }
