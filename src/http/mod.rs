@@ -80,6 +80,7 @@ pub struct AppState {
     pub redirect_metrics: RedirectMetrics,
     pub limits: rate_limits::Limits,
     pub keys: keys::KeyState,
+    pub live: Arc<crate::clicks::live::LiveClicks>,
 }
 
 pub type SharedState = Arc<AppState>;
