@@ -13,7 +13,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, TimeZone, Utc};
 use subtle::ConstantTimeEq;
-use tokio::sync::{OnceCell, broadcast};
+use tokio::sync::{OnceCell, broadcast, watch};
 
 use crate::{
     domain::{AccountId, Click},
@@ -45,6 +45,8 @@ pub struct LiveClicks {
     /// Open streams per account; an account leaves the map at zero.
     open: Mutex<HashMap<AccountId, usize>>,
     key: OnceCell<[u8; 32]>,
+    /// Set at shutdown: streams end, so their connections can close.
+    closing: watch::Sender<bool>,
 }
 
 impl Default for LiveClicks {
@@ -53,6 +55,7 @@ impl Default for LiveClicks {
             tx: broadcast::channel(CHANNEL_BATCHES).0,
             open: Mutex::default(),
             key: OnceCell::new(),
+            closing: watch::Sender::new(false),
         }
     }
 }
@@ -102,6 +105,19 @@ impl LiveClicks {
             account,
             clicks: self.tx.subscribe(),
         })
+    }
+
+    /// Ends every stream (graceful shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`LiveClicks::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closed| *closed).await;
+        }
     }
 
     /// The token key: random, made once per store, so every node shares it.
@@ -172,7 +188,10 @@ mod tests {
         let mut forged = token.clone().into_bytes();
         let last = forged.len() - 2;
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(verify_token(&key, &String::from_utf8(forged).unwrap(), now), None);
+        assert_eq!(
+            verify_token(&key, &String::from_utf8(forged).unwrap(), now),
+            None
+        );
         for bad in ["", "cst_", "cst_!!", "key_abc", &token[..token.len() - 4]] {
             assert_eq!(verify_token(&key, bad, now), None, "{bad}");
         }

@@ -137,7 +137,11 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::not_found("webhook endpoint"))
 }
 
-pub(super) async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<Endpoint> {
+pub(super) async fn owned(
+    state: &SharedState,
+    account: AccountId,
+    id: &str,
+) -> ApiResult<Endpoint> {
     match state.store.get_endpoint(parse_id(id)?).await? {
         Some(e) if e.account_id == account => Ok(e),
         _ => Err(ApiError::not_found("webhook endpoint")),

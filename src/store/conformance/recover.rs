@@ -23,7 +23,9 @@ pub async fn failed_deliveries_in_a_window(store: SharedStore) {
     let third = made_at(3, DeliveryStatus::Failed, e);
     let at_until = made_at(4, DeliveryStatus::Failed, e);
     let elsewhere = made_at(1, DeliveryStatus::Failed, other);
-    let all = [&before, &first, &pending, &second, &third, &at_until, &elsewhere];
+    let all = [
+        &before, &first, &pending, &second, &third, &at_until, &elsewhere,
+    ];
     store
         .upsert_deliveries(&all.map(Clone::clone))
         .await
@@ -48,7 +50,13 @@ pub async fn failed_deliveries_in_a_window(store: SharedStore) {
     store.upsert_deliveries(&[recovered.clone()]).await.unwrap();
     let found = store.failed_deliveries(e, window, 100).await.unwrap();
     assert_eq!(found, vec![second, third]);
-    assert!(store.due_deliveries(e, 10).await.unwrap().contains(&recovered));
+    assert!(
+        store
+            .due_deliveries(e, 10)
+            .await
+            .unwrap()
+            .contains(&recovered)
+    );
     assert_eq!(
         store.failed_deliveries(other, window, 100).await.unwrap(),
         vec![elsewhere]
