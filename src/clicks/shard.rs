@@ -289,18 +289,19 @@ impl ShardState {
         let n = pending.batch.clicks.len();
         self.metrics.batch_size.record(n as f64);
         self.metrics.persisted.increment(n as u64);
-        for ack in pending.acks {
-            let _ = ack.send(());
-        }
-        if let Some(fraud) = &self.config.fraud {
-            fraud.observe(&pending.batch.clicks);
-        }
+        // Before the acks: a durable_ack redirect answers after its click is live.
         self.config.live.publish(|| {
             let clicks = pending.batch.clicks.iter().cloned();
             (pending.accounts.iter().copied().zip(clicks))
                 .map(|(account, click)| LiveClick { account, click })
                 .collect()
         });
+        for ack in pending.acks {
+            let _ = ack.send(());
+        }
+        if let Some(fraud) = &self.config.fraud {
+            fraud.observe(&pending.batch.clicks);
+        }
         let fanout = &self.config.fanout;
         fanout.directory.dispatch(pending.batch.deliveries);
         for event in pending.events {
