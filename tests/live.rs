@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::{
     TestServer,
-    receiver::{Answer, Receiver},
+    receiver::{Answer, Received, Receiver},
 };
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -43,6 +43,21 @@ async fn recover(server: &TestServer, key: &str, id: &str, body: Value) -> commo
     server
         .post(&format!("/v1/webhooks/{id}/recover"), Some(key), body)
         .await
+}
+
+/// The link codes of `link.created` deliveries, sorted.
+fn codes(received: &[Received]) -> Vec<String> {
+    let mut codes: Vec<String> = received
+        .iter()
+        .map(|r| {
+            r.json()["data"]["link"]["code"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    codes.sort();
+    codes
 }
 
 #[tokio::test]
@@ -79,17 +94,7 @@ async fn recover_resends_exactly_the_failed_deliveries_of_the_window() {
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
     assert_eq!(reply.body, json!({"recovered": 2}));
     let got = receiver.wait_for(10, WAIT).await;
-    let mut resent: Vec<String> = got[8..]
-        .iter()
-        .map(|r| {
-            r.json()["data"]["link"]["code"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    resent.sort();
-    assert_eq!(resent, ["late1", "late2"]);
+    assert_eq!(codes(&got[8..]), ["late1", "late2"]);
     for r in &got[8..] {
         assert_eq!(r.header("x-relurl-delivery-attempt"), "3");
     }
@@ -99,17 +104,7 @@ async fn recover_resends_exactly_the_failed_deliveries_of_the_window() {
     let reply = recover(&server, &key, &id, window).await;
     assert_eq!(reply.body, json!({"recovered": 2}), "{:?}", reply.body);
     let got = receiver.wait_for(12, WAIT).await;
-    let mut resent: Vec<String> = got[10..]
-        .iter()
-        .map(|r| {
-            r.json()["data"]["link"]["code"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    resent.sort();
-    assert_eq!(resent, ["early1", "early2"]);
+    assert_eq!(codes(&got[10..]), ["early1", "early2"]);
     // Nothing failed is left once all four were delivered.
     let path = format!("/v1/webhooks/{id}/deliveries?status=succeeded");
     common::wait_until(WAIT, "four succeeded deliveries", || async {
