@@ -332,13 +332,21 @@ async fn an_account_may_open_sixteen_streams() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let (status, _) = open(&server, "/v1/clicks/stream", Some(&other)).await;
     assert_eq!(status, StatusCode::OK);
+
+    // A reader that leaves gives its place back.
+    open_streams.pop();
+    common::wait_until(WAIT, "a place for another stream", || async {
+        let (status, stream) = open(&server, "/v1/clicks/stream", Some(&key)).await;
+        (status == StatusCode::OK).then_some(stream)
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn quiet_streams_get_keep_alives_and_outlive_the_idle_timeout() {
     // Keep-alives come at half the idle timeout when that is under 15 s.
     let config = format!("{CONFIG}[server]\nidle_timeout = \"1s\"\n");
-    let server = TestServer::start(&config).await;
+    let mut server = TestServer::start(&config).await;
     let key = server.account("acme").await;
     let (_, stream) = open(&server, "/v1/clicks/stream", Some(&key)).await;
     let mut stream = stream.unwrap();
@@ -349,6 +357,13 @@ async fn quiet_streams_get_keep_alives_and_outlive_the_idle_timeout() {
         comments += 1;
     }
     assert!(comments >= 3, "{comments} keep-alives");
+
+    // Shutting down ends open streams rather than waiting on them.
+    server.stop().await;
+    let end = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(_)) = stream.body.frame().await {}
+    });
+    end.await.expect("the stream ends at shutdown");
 }
 
 #[tokio::test]

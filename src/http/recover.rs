@@ -11,7 +11,7 @@ use super::webhooks::{disabled, owned};
 use super::{JsonBody, auth::Caller};
 use crate::{
     domain::{DeliveryStatus, Rfc3339},
-    store::Window,
+    store::CreatedWindow,
 };
 
 /// Deliveries one call makes pending; the answer says when more were left.
@@ -36,7 +36,7 @@ pub async fn recover(
     JsonBody(body): JsonBody<RecoverWindow>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let now = Utc::now();
-    let window = Window {
+    let window = CreatedWindow {
         since: body.since.0,
         until: body.until.map_or(now, |until| until.0),
     };

@@ -14,8 +14,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
-    StoreResult, Window, click_codec, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, Page, Paging, Store,
+    StoreError, StoreResult, click_codec, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
@@ -874,7 +874,7 @@ impl Store for EmbeddedStore {
     async fn failed_deliveries(
         &self,
         endpoint: Uuid,
-        window: Window,
+        window: CreatedWindow,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
         self.blocking(move |s| {

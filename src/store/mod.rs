@@ -125,14 +125,14 @@ impl AttemptsOf {
     }
 }
 
-/// A half-open time range `[since, until)`.
+/// Rows created in the half-open time range `[since, until)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub struct CreatedWindow {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
 }
 
-impl Window {
+impl CreatedWindow {
     pub fn holds(&self, at: DateTime<Utc>) -> bool {
         self.since <= at && at < self.until
     }
@@ -300,7 +300,7 @@ pub trait Store: Send + Sync + 'static {
     async fn failed_deliveries(
         &self,
         endpoint: Uuid,
-        window: Window,
+        window: CreatedWindow,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>>;
     /// Records attempts and what they did to their outbox rows, in one batch.

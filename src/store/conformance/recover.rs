@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::fixtures::delivery;
 use crate::domain::{Delivery, DeliveryStatus};
-use crate::store::{SharedStore, Window};
+use crate::store::{CreatedWindow, SharedStore};
 
 pub async fn failed_deliveries_in_a_window(store: SharedStore) {
     let e = Uuid::now_v7();
@@ -30,7 +30,7 @@ pub async fn failed_deliveries_in_a_window(store: SharedStore) {
         .upsert_deliveries(&all.map(Clone::clone))
         .await
         .unwrap();
-    let window = Window {
+    let window = CreatedWindow {
         since: t,
         until: t + Duration::minutes(4),
     };

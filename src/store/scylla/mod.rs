@@ -45,8 +45,8 @@ use scylla::{
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
-    StoreResult, Window, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, Page, Paging, Store,
+    StoreError, StoreResult, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident,
@@ -700,7 +700,7 @@ impl Store for ScyllaStore {
     async fn failed_deliveries(
         &self,
         endpoint: Uuid,
-        window: Window,
+        window: CreatedWindow,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
         let s = &self.inner;
