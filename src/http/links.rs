@@ -83,7 +83,7 @@ pub fn link_json(link: &Link, base_url: &str, click_count: u64) -> Value {
     })
 }
 
-fn click_json(click: &Click) -> Value {
+pub(super) fn click_json(click: &Click) -> Value {
     json!({
         "id": click.id,
         "at": timestamp(click.at),

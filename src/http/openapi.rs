@@ -34,7 +34,7 @@ use utoipa::{
     },
 };
 
-use super::{accounts, keys, links, webhooks as endpoints};
+use super::{accounts, keys, links, recover, webhooks as endpoints};
 use crate::domain::{REDIRECT_STATUSES, RESERVED_CODES};
 
 const JSON: &str = "application/json";
@@ -194,6 +194,17 @@ fn parameters(op: &Operation) -> Vec<ParameterBuilder> {
                 .description(Some("Only attempts with this status")),
         );
     }
+    if op.id == "stream_clicks" {
+        out.push(
+            parameter("code", ParameterIn::Query, schemas::code())
+                .description(Some("Only this link's clicks")),
+        );
+        let token = ObjectBuilder::new().schema_type(Type::String);
+        out.push(
+            parameter("token", ParameterIn::Query, token)
+                .description(Some("A stream token, instead of the Authorization header")),
+        );
+    }
     out
 }
 
@@ -209,6 +220,7 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
     match op.id {
         "metrics" => ok = ok.content("text/plain", ContentBuilder::new().build()),
         "openapi" => ok = ok.content(JSON, ContentBuilder::new().build()),
+        "stream_clicks" => ok = ok.content("text/event-stream", ContentBuilder::new().build()),
         _ => {}
     }
     let mut builder = OperationBuilder::new()
@@ -356,6 +368,9 @@ fn components() -> Components {
         schemas::Endpoint,
         schemas::TestQueued,
         schemas::RetryQueued,
+        recover::RecoverWindow,
+        schemas::Recovered,
+        schemas::StreamToken,
         schemas::Attempt,
     );
     webhooks::schemas(&mut schemas);
@@ -391,6 +406,7 @@ pub fn document() -> OpenApi {
         .build();
     let tags = [
         "links",
+        "clicks",
         "webhooks",
         "keys",
         "fraud",

@@ -14,8 +14,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
-    StoreResult, click_codec, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, Page, Paging, Store,
+    StoreError, StoreResult, click_codec, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
@@ -865,6 +865,36 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 out.push(from_json(&value)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn failed_deliveries(
+        &self,
+        endpoint: Uuid,
+        window: CreatedWindow,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        use std::ops::Bound::{Excluded, Included};
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            // Failed rows sit together at due = u64::MAX, by event id.
+            let start = match after {
+                Some(event) => Excluded(outbox_key(endpoint, u64::MAX, event)),
+                None => Included(outbox_key(endpoint, u64::MAX, Uuid::nil())),
+            };
+            let end = Included(outbox_key(endpoint, u64::MAX, Uuid::max()));
+            for guard in s.outbox.range((start, end)) {
+                if out.len() == limit {
+                    break;
+                }
+                let delivery: Delivery = from_json(&guard.value()?)?;
+                if window.holds(delivery.created_at) {
+                    out.push(delivery);
+                }
             }
             Ok(out)
         })

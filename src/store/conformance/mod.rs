@@ -15,6 +15,7 @@ mod fixtures;
 pub mod keys;
 pub mod links;
 pub mod outbox;
+pub mod recover;
 
 /// One `#[tokio::test]` per conformance case, in one module per area, for the
 /// backend that `$make` gives: an async expression evaluating to a fresh
@@ -32,6 +33,7 @@ macro_rules! store_conformance_suite {
             endpoints: endpoints_stored_listed_and_deleted, endpoint_writes_are_compare_and_set, endpoint_update_after_delete_does_not_resurrect;
             outbox: outbox_due_order_and_outcomes, repeated_versions_in_one_call_keep_the_last;
             attempts: attempts_listed_newest_first_with_status_filter;
+            recover: failed_deliveries_in_a_window;
             expiries: expiries_fire_once_and_follow_updates;
         );
     };

@@ -45,8 +45,8 @@ use scylla::{
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, Page, Paging, Store, StoreError,
-    StoreResult, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, Page, Paging, Store,
+    StoreError, StoreResult, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident,
@@ -66,6 +66,8 @@ use writes::Writes;
 /// row written "now" (see [`expiry_bucket`]) has landed by then, even with some
 /// clock skew between nodes.
 const EXPIRY_GRACE_MS: i64 = 10 * 60_000;
+/// Failed outbox rows read per round trip when looking for a recovery window.
+const FAILED_PAGE: usize = 1000;
 
 /// Where and how to connect; built from `[store]` by [`ScyllaOptions::from_config`].
 #[derive(Debug, Clone)]
@@ -693,6 +695,45 @@ impl Store for ScyllaStore {
             .filter_map(|(json,)| json)
             .map(|json| from_json(&json))
             .collect()
+    }
+
+    async fn failed_deliveries(
+        &self,
+        endpoint: Uuid,
+        window: CreatedWindow,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let s = &self.inner;
+        let mut out = Vec::new();
+        let mut from = scylla::response::PagingState::start();
+        // Failed rows sit together at due = i64::MAX; the window is on the JSON.
+        while out.len() < limit {
+            let page = match after {
+                Some(event) => {
+                    let values = (endpoint, FAILED_DUE, event);
+                    s.page(&s.st.outbox_failed_after, &values, from, FAILED_PAGE)
+                        .await?
+                }
+                None => {
+                    let values = (endpoint, FAILED_DUE);
+                    s.page(&s.st.outbox_failed, &values, from, FAILED_PAGE)
+                        .await?
+                }
+            };
+            let (texts, next): (Vec<(Option<String>,)>, _) = page;
+            for (json,) in texts {
+                let delivery: Delivery = from_json(json.as_deref().unwrap_or_default())?;
+                if out.len() < limit && window.holds(delivery.created_at) {
+                    out.push(delivery);
+                }
+            }
+            match next {
+                Some(state) => from = state,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn get_delivery(&self, endpoint: Uuid, event: Uuid) -> StoreResult<Option<Delivery>> {
