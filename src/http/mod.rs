@@ -9,6 +9,7 @@
 //! - [`keys`]: the account's API keys.
 //! - [`openapi`]: the OpenAPI document of all of it.
 //! - [`json`]: page parameters, listings and timestamps the `/v1` handlers share.
+//! - [`ui`]: the web dashboard at `/ui/` (embedded files; `ui` is a reserved code).
 
 pub mod accounts;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod openapi;
 pub mod ops;
 pub mod rate_limits;
 pub mod redirect;
+pub mod ui;
 pub mod webhooks;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
@@ -116,6 +118,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry",
             post(webhooks::retry),
         )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
@@ -159,6 +162,7 @@ fn route_label(template: &str) -> &'static str {
         "/v1/webhooks/{id}/deliveries/{event_id}/retry" => {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry"
         }
+        "/ui" | "/ui/" | "/ui/{*asset}" => "/ui",
         _ => "other",
     }
 }
