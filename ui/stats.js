@@ -144,7 +144,9 @@ async function downloadCsv(code) {
   const res = await fetch(`/v1/links/${encodeURIComponent(code)}/clicks?format=csv`, {
     headers: { Authorization: `Bearer ${getKey()}` },
   });
-  if (!res.ok) throw new Error(`CSV export failed: ${res.status}`);
+  if (!res.ok || !res.headers.get('content-type')?.startsWith('text/csv')) {
+    throw new Error(`CSV export failed: ${res.status} ${res.headers.get('content-type')}`);
+  }
   const blob = await res.blob();
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
@@ -206,7 +208,7 @@ export function LinkPage({ code }) {
           ${l.tags.map((t) => html` <span class="tag">${t}</span>`)}</p>
         <p>
           <button class="secondary" id="csv" onClick=${() => attempt(setNotice, () => downloadCsv(code), (n) => `Downloaded ${n} clicks as CSV`)}>Download CSV</button>
-          <button class="secondary" onClick=${() => { link.reload(); recent.reload(); setRefresh((r) => r + 1); }}>Refresh</button>
+          <button class="secondary" id="refresh" onClick=${() => { link.reload(); recent.reload(); setRefresh((r) => r + 1); }}>Refresh</button>
         </p>
         <${Notice} notice=${notice} />
       </div>

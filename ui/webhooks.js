@@ -129,6 +129,13 @@ export function DeliveriesPage({ id }) {
     if (ok) reload();
   };
   const ep = endpoint.data;
+  // The log has a row per attempt, newest first: only an event's newest attempt can be retried.
+  const newest = new Set();
+  const retryable = (d) => {
+    if (newest.has(d.event_id)) return false;
+    newest.add(d.event_id);
+    return d.status === 'failed';
+  };
   return html`<section>
     <p><a href="#/webhooks">← Endpoints</a></p>
     <h1>Deliveries</h1>
@@ -151,7 +158,7 @@ export function DeliveriesPage({ id }) {
         <td data-label="Status" class=${`status ${d.status === 'succeeded' ? 'good' : d.status === 'failed' ? 'bad' : ''}`}>${d.status}</td>
         <td data-label="Response">${d.status_code ?? d.error ?? '—'}</td>
         <td data-label="Duration" class="num">${d.duration_ms ?? '—'} ms</td>
-        <td data-label="" class="actions">${d.status === 'failed' && html`<button class="secondary" data-action="retry" onClick=${() => retry(d.event_id)}>Retry</button>`}</td>
+        <td data-label="" class="actions">${retryable(d) && html`<button class="secondary" data-action="retry" onClick=${() => retry(d.event_id)}>Retry</button>`}</td>
       </tr>`)}</tbody></table></div>`}
   </section>`;
 }
