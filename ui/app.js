@@ -113,4 +113,6 @@ function App() {
     <main>${page(hash)}</main>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the boot message
+render(html`<${App} />`, root);

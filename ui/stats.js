@@ -203,10 +203,10 @@ export function LinkPage({ code }) {
     ${l && html`<div class="link-head">
       <div>
         <p><a href=${l.short_url} target="_blank" rel="noopener noreferrer">${l.short_url}</a> → <span class="url">${l.destination}</span></p>
-        <p><span class="num" id="click-count">${l.click_count}</span> clicks ever ·
+        <p class="facts"><span><span class="num" id="click-count">${l.click_count}</span> clicks ever</span>
           <span class=${l.disabled ? 'bad' : 'good'}>${l.disabled ? 'disabled' : 'active'}</span>
-          ${l.tags.map((t) => html` <span class="tag">${t}</span>`)}</p>
-        <p>
+          <span>${l.tags.map((t) => html`<span class="tag">${t}</span>`)}</span></p>
+        <p class="buttons">
           <button class="secondary" id="csv" onClick=${() => attempt(setNotice, () => downloadCsv(code), (n) => `Downloaded ${n} clicks as CSV`)}>Download CSV</button>
           <button class="secondary" id="refresh" onClick=${() => { link.reload(); recent.reload(); setRefresh((r) => r + 1); }}>Refresh</button>
         </p>
