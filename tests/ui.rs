@@ -16,10 +16,65 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::process::Group;
+use common::{TestServer, process::Group};
+use http::StatusCode;
+use serde_json::json;
 
 /// The suite bounds itself at 4 minutes; this is the backstop.
 const HARD_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[tokio::test]
+async fn ui_is_a_reserved_code_that_serves_the_dashboard_with_a_strict_policy() {
+    let server = TestServer::start("").await;
+    let key = server.account("acme").await;
+    let refused = server
+        .post(
+            "/v1/links",
+            Some(&key),
+            json!({"destination": "https://example.com", "code": "ui"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.error_field(), "code");
+
+    let bare = server.visit("/ui", &[]).await;
+    assert_eq!(bare.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.header("location"), Some("/ui/"));
+    // Percent-encoded, it is still the reserved word, not a link.
+    assert_eq!(
+        server.visit("/%75i", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let page = server.visit("/ui/", &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(page.body.as_str().expect("html").contains("app.js"));
+
+    let script = server.visit("/ui/app.js", &[]).await;
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let etag = script.header("etag").expect("an etag").to_string();
+    let again = server
+        .visit("/ui/app.js", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        server.visit("/ui/nope.js", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
 
 fn chromium() -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
