@@ -11,7 +11,7 @@ mod common;
 
 use std::{
     os::unix::process::CommandExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
@@ -92,25 +92,12 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-fn npm_ci(dir: &Path) {
-    if dir.join("node_modules").exists() {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("run npm ci");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
 #[test]
 fn every_dashboard_page_works_in_headless_chromium() {
     let Some(chromium) = chromium() else {
         return;
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    npm_ci(&dir);
+    let dir = common::node::installed("tests/ui");
     let child = Command::new("node")
         .arg("run.mjs")
         .arg(env!("CARGO_BIN_EXE_relurl"))
