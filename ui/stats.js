@@ -117,7 +117,7 @@ function useLiveClicks(code, onClick) {
           setClicks((cs) => [click, ...cs.filter((c) => c.id !== click.id)].slice(0, 50));
           callback.current(click);
         });
-        // The token is single-use and short-lived: reconnect with a fresh one.
+        // The token expires within a minute: reconnect with a fresh one.
         const reopen = () => {
           source.close();
           setStatus('reconnecting');
