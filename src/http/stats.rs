@@ -22,6 +22,7 @@ pub const MAX_BUCKETS: i64 = 744;
 /// Entries in each breakdown.
 pub const TOP: usize = 50;
 
+/// `?from=&to=&interval=`, as given.
 #[derive(Deserialize, Default)]
 pub struct StatsParams {
     from: Option<String>,
