@@ -23,7 +23,10 @@ use std::{
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tokio::sync::oneshot;
 
-use super::{ShardSlot, enrich};
+use super::{
+    ShardSlot, enrich,
+    rollup::{Owner, ReferrerAdmission, rollups},
+};
 use crate::metrics::{
     ClickFlushMetrics,
     events::{BlockedClicksDropped, ClickFlushRefused, Supervised},
@@ -73,6 +76,8 @@ pub struct ShardState {
     unwritten: Option<PendingBatch>,
     retry_delay: Duration,
     metrics: ClickFlushMetrics,
+    /// Referrer hosts each (scope, hour) counts by name (bounded).
+    referrers: ReferrerAdmission,
 }
 
 struct PendingBatch {
@@ -139,6 +144,7 @@ impl ShardState {
             unwritten: None,
             retry_delay: Duration::from_millis(50),
             metrics: ClickFlushMetrics::new(),
+            referrers: ReferrerAdmission::default(),
         }
     }
 
@@ -207,6 +213,7 @@ impl ShardState {
         let mut events = Vec::with_capacity(clicks.capacity());
         let mut acks = Vec::new();
         let mut deliveries = Vec::new();
+        let mut owners = Vec::with_capacity(clicks.capacity());
         let mut counts: HashMap<Arc<str>, u64> = HashMap::new();
         let mut blocked = 0;
         while clicks.len() < max {
@@ -238,6 +245,10 @@ impl ShardState {
                 deliveries.extend(owed);
                 events.push(event);
             }
+            owners.push(Owner {
+                account: link.account_id,
+                link_created_ms: link.created_ms,
+            });
             clicks.push(click);
         }
         if !clicks.is_empty() || blocked > 0 {
@@ -259,8 +270,11 @@ impl ShardState {
             }
             return None;
         }
+        // Shed clicks kept no detail: they count on the link, not in its rollups.
+        let rollups = rollups(owners.into_iter().zip(&clicks), &mut self.referrers);
         Some(PendingBatch {
             batch: ClickBatch {
+                rollups,
                 clicks,
                 counts: counts
                     .into_iter()

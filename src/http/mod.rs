@@ -13,7 +13,9 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod clicks;
 pub mod error;
+pub mod filter;
 pub mod fraud;
 pub mod json;
 pub mod keys;
@@ -23,6 +25,7 @@ pub mod openapi;
 pub mod ops;
 pub mod rate_limits;
 pub mod redirect;
+pub mod stats;
 pub mod ui;
 pub mod webhooks;
 
@@ -97,7 +100,9 @@ pub fn router(state: SharedState) -> Router {
             "/v1/links/{code}",
             get(links::read).patch(links::update).delete(links::delete),
         )
-        .route("/v1/links/{code}/clicks", get(links::clicks))
+        .route("/v1/links/{code}/clicks", get(clicks::list))
+        .route("/v1/links/{code}/stats", get(stats::link))
+        .route("/v1/stats", get(stats::account))
         .route("/v1/fraud/incidents", get(fraud::incidents))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", delete(keys::revoke))
@@ -151,6 +156,8 @@ fn route_label(template: &str) -> &'static str {
         "/v1/links" => "/v1/links",
         "/v1/links/{code}" => "/v1/links/{code}",
         "/v1/links/{code}/clicks" => "/v1/links/{code}/clicks",
+        "/v1/links/{code}/stats" => "/v1/links/{code}/stats",
+        "/v1/stats" => "/v1/stats",
         "/v1/fraud/incidents" => "/v1/fraud/incidents",
         "/v1/keys" => "/v1/keys",
         "/v1/keys/{id}" => "/v1/keys/{id}",

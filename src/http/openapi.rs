@@ -6,6 +6,7 @@
 
 mod operations;
 mod schemas;
+mod stats;
 mod webhooks;
 
 use operations::Auth;
@@ -194,6 +195,7 @@ fn parameters(op: &Operation) -> Vec<ParameterBuilder> {
                 .description(Some("Only attempts with this status")),
         );
     }
+    out.extend(stats::query_parameters(op.id));
     out
 }
 
@@ -209,6 +211,7 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
     match op.id {
         "metrics" => ok = ok.content("text/plain", ContentBuilder::new().build()),
         "openapi" => ok = ok.content(JSON, ContentBuilder::new().build()),
+        "list_clicks" => ok = ok.content("text/csv", ContentBuilder::new().build()),
         _ => {}
     }
     let mut builder = OperationBuilder::new()
@@ -357,6 +360,7 @@ fn components() -> Components {
         schemas::TestQueued,
         schemas::RetryQueued,
         schemas::Attempt,
+        stats::Stats,
     );
     webhooks::schemas(&mut schemas);
     for (page, item) in [
@@ -391,6 +395,7 @@ pub fn document() -> OpenApi {
         .build();
     let tags = [
         "links",
+        "stats",
         "webhooks",
         "keys",
         "fraud",
