@@ -199,7 +199,10 @@ async function main() {
     await page.waitForFunction((h) => location.hash === h, {}, hash);
   };
   const fill = async (selector, value) => {
-    await page.$eval(selector, (e) => (e.value = ''));
+    await page.$eval(selector, (e) => {
+      e.value = '';
+      e.dispatchEvent(new Event('input', { bubbles: true }));
+    });
     await page.type(selector, value);
   };
 
