@@ -232,6 +232,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         config.redirect.flush_max_batch,
         config.redirect.durable_ack,
     );
+    let live = Arc::new(crate::clicks::live::LiveClicks::default());
     let pipeline = Arc::new(ClickPipelineConfig {
         store: store.clone(),
         fanout: fanout.clone(),
@@ -240,6 +241,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         trusted_proxies: config.server.trusted_proxies.clone(),
         flush_interval: config.redirect.flush_interval,
         flush_max_batch: config.redirect.flush_max_batch,
+        live: live.clone(),
     });
     let (click_supervisor, _) = Actor::spawn(
         None,
@@ -285,6 +287,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         redirect_metrics: RedirectMetrics::new(),
         limits: http::rate_limits::Limits::new(&limits, &trusted_proxies),
         keys: http::keys::KeyState::new(limits.max_tracked_clients),
+        live,
     });
 
     // Histograms accumulate until rendered; without a scraper they are drained here.

@@ -12,6 +12,7 @@
 //! next batch. With `durable_ack` nothing is shed: the redirect waits for room.
 
 pub mod enrich;
+pub mod live;
 pub mod rollup;
 pub mod shard;
 

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::{
     ShardSlot, enrich,
+    live::{LiveClick, LiveClicks},
     rollup::{Owner, ReferrerAdmission, rollups},
 };
 use crate::metrics::{
@@ -33,6 +34,7 @@ use crate::metrics::{
 };
 use crate::{
     clicks::enrich::GeoIp,
+    domain::AccountId,
     events::{Event, EventType},
     fraud::FraudHandle,
     net::Cidr,
@@ -50,6 +52,8 @@ pub struct ClickPipelineConfig {
     pub trusted_proxies: Vec<Cidr>,
     pub flush_interval: Duration,
     pub flush_max_batch: usize,
+    /// Open click streams, sent each durable batch.
+    pub live: Arc<LiveClicks>,
 }
 
 pub enum ShardMsg {
@@ -84,6 +88,8 @@ struct PendingBatch {
     batch: ClickBatch,
     /// The clicks' `link.clicked` events; their deliveries are in `batch`.
     events: Vec<Event>,
+    /// The account of each click in `batch.clicks`, for the live streams.
+    accounts: Vec<AccountId>,
     acks: Vec<oneshot::Sender<()>>,
 }
 
@@ -212,6 +218,7 @@ impl ShardState {
         let mut clicks = Vec::with_capacity(self.slot.queue.len().min(max));
         let mut events = Vec::with_capacity(clicks.capacity());
         let mut acks = Vec::new();
+        let mut accounts = Vec::with_capacity(clicks.capacity());
         let mut deliveries = Vec::new();
         let mut owners = Vec::with_capacity(clicks.capacity());
         let mut counts: HashMap<Arc<str>, u64> = HashMap::new();
@@ -249,6 +256,7 @@ impl ShardState {
                 account: link.account_id,
                 link_created_ms: link.created_ms,
             });
+            accounts.push(link.account_id);
             clicks.push(click);
         }
         if !clicks.is_empty() || blocked > 0 {
@@ -283,6 +291,7 @@ impl ShardState {
                 deliveries,
             },
             events,
+            accounts,
             acks,
         })
     }
@@ -292,6 +301,13 @@ impl ShardState {
         let n = pending.batch.clicks.len();
         self.metrics.batch_size.record(n as f64);
         self.metrics.persisted.increment(n as u64);
+        // Before the acks: a durable_ack redirect answers after its click is live.
+        self.config.live.publish(|| {
+            let clicks = pending.batch.clicks.iter().cloned();
+            (pending.accounts.iter().copied().zip(clicks))
+                .map(|(account, click)| LiveClick { account, click })
+                .collect()
+        });
         for ack in pending.acks {
             let _ = ack.send(());
         }

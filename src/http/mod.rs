@@ -24,8 +24,10 @@ pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod rate_limits;
+pub mod recover;
 pub mod redirect;
 pub mod stats;
+pub mod stream;
 pub mod ui;
 pub mod webhooks;
 
@@ -84,6 +86,7 @@ pub struct AppState {
     pub redirect_metrics: RedirectMetrics,
     pub limits: rate_limits::Limits,
     pub keys: keys::KeyState,
+    pub live: Arc<crate::clicks::live::LiveClicks>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -124,6 +127,9 @@ pub fn router(state: SharedState) -> Router {
             post(webhooks::retry),
         )
         .merge(ui::routes())
+        .route("/v1/webhooks/{id}/recover", post(recover::recover))
+        .route("/v1/clicks/stream-token", post(stream::token))
+        .route("/v1/clicks/stream", get(stream::stream))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(
@@ -170,6 +176,9 @@ fn route_label(template: &str) -> &'static str {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry"
         }
         "/ui" | "/ui/" | "/ui/{*asset}" => "/ui",
+        "/v1/webhooks/{id}/recover" => "/v1/webhooks/{id}/recover",
+        "/v1/clicks/stream-token" => "/v1/clicks/stream-token",
+        "/v1/clicks/stream" => "/v1/clicks/stream",
         _ => "other",
     }
 }
@@ -241,6 +250,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Click streams never end by themselves.
+    state.live.close();
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

@@ -35,7 +35,7 @@ use utoipa::{
     },
 };
 
-use super::{accounts, keys, links, webhooks as endpoints};
+use super::{accounts, keys, links, recover, webhooks as endpoints};
 use crate::domain::{REDIRECT_STATUSES, RESERVED_CODES};
 
 const JSON: &str = "application/json";
@@ -196,6 +196,17 @@ fn parameters(op: &Operation) -> Vec<ParameterBuilder> {
         );
     }
     out.extend(stats::query_parameters(op.id));
+    if op.id == "stream_clicks" {
+        out.push(
+            parameter("code", ParameterIn::Query, schemas::code())
+                .description(Some("Only this link's clicks")),
+        );
+        let token = ObjectBuilder::new().schema_type(Type::String);
+        out.push(
+            parameter("token", ParameterIn::Query, token)
+                .description(Some("A stream token, instead of the Authorization header")),
+        );
+    }
     out
 }
 
@@ -212,6 +223,7 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
         "metrics" => ok = ok.content("text/plain", ContentBuilder::new().build()),
         "openapi" => ok = ok.content(JSON, ContentBuilder::new().build()),
         "list_clicks" => ok = ok.content("text/csv", ContentBuilder::new().build()),
+        "stream_clicks" => ok = ok.content("text/event-stream", ContentBuilder::new().build()),
         _ => {}
     }
     let mut builder = OperationBuilder::new()
@@ -359,6 +371,9 @@ fn components() -> Components {
         schemas::Endpoint,
         schemas::TestQueued,
         schemas::RetryQueued,
+        recover::RecoverWindow,
+        schemas::Recovered,
+        schemas::StreamToken,
         schemas::Attempt,
         stats::Stats,
     );
@@ -396,6 +411,7 @@ pub fn document() -> OpenApi {
     let tags = [
         "links",
         "stats",
+        "clicks",
         "webhooks",
         "keys",
         "fraud",

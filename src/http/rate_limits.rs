@@ -39,10 +39,11 @@ const SWEEP_EVERY: u64 = 1024;
 
 /// `POST` routes that each cost real work (a store write with fan-out, an
 /// outbound request, a new credential): they also draw on the expensive quota.
-const EXPENSIVE: [&str; 4] = [
+const EXPENSIVE: [&str; 5] = [
     "/v1/links",
     "/v1/webhooks/{id}/test",
     "/v1/webhooks/{id}/deliveries/{event_id}/retry",
+    "/v1/webhooks/{id}/recover",
     "/v1/keys",
 ];
 

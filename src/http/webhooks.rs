@@ -137,7 +137,11 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::not_found("webhook endpoint"))
 }
 
-async fn owned(state: &SharedState, account: AccountId, id: &str) -> ApiResult<Endpoint> {
+pub(super) async fn owned(
+    state: &SharedState,
+    account: AccountId,
+    id: &str,
+) -> ApiResult<Endpoint> {
     match state.store.get_endpoint(parse_id(id)?).await? {
         Some(e) if e.account_id == account => Ok(e),
         _ => Err(ApiError::not_found("webhook endpoint")),
@@ -415,12 +419,7 @@ pub async fn retry(
     if actor.is_none() && endpoint.enabled && state.directory.is_cluster() {
         return retry_in_store(&state, endpoint.id, event_id).await;
     }
-    let handle = actor.ok_or_else(|| {
-        ApiError::conflict(
-            None,
-            "the endpoint is disabled; enable it to retry deliveries",
-        )
-    })?;
+    let handle = actor.ok_or_else(disabled)?;
     let result = ractor::call!(handle, EndpointMsg::Retry, event_id)
         .map_err(|e| ApiError::internal(format!("endpoint actor unavailable: {e}")))?;
     match result {
@@ -432,6 +431,14 @@ pub async fn retry(
         Err(e @ RetryError::NotFailed) => Err(ApiError::conflict(None, e.to_string())),
         Err(RetryError::Store(e)) => Err(ApiError::unavailable(e)),
     }
+}
+
+/// The answer to retrying or recovering deliveries of a disabled endpoint.
+pub(super) fn disabled() -> ApiError {
+    ApiError::conflict(
+        None,
+        "the endpoint is disabled; enable it to retry deliveries",
+    )
 }
 
 /// Cluster mode, the endpoint's actor runs on another node: the delivery is

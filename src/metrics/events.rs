@@ -71,6 +71,7 @@ pub(super) fn register() {
     for name in [
         HTTP_ACCEPT_ERRORS,
         HTTP_CONNECTIONS_REFUSED,
+        HTTP_STREAMS_DROPPED,
         CLICKS_FORWARDED_FOR_IGNORED,
         CACHE_STALE,
         CLICKS_FLUSH_ERRORS,

@@ -50,6 +50,8 @@ declare! {
         "connections closed at once because server.max_connections were open";
     CLICKS_FORWARDED_FOR_IGNORED: Counter = "relurl_clicks_forwarded_for_ignored_total",
         "clicks from private or loopback peers carrying X-Forwarded-For while server.trusted_proxies is empty";
+    HTTP_STREAMS_DROPPED: Counter = "relurl_http_click_streams_dropped_total",
+        "live click streams closed because their reader fell behind its bounded queue";
     REDIRECT_LATENCY: Histogram = "relurl_redirect_latency_seconds",
         "time to answer a redirect";
     REDIRECT_RESPONSES: Counter = "relurl_redirect_responses_total",
@@ -380,5 +382,18 @@ impl ClusterMetrics {
             leases_held: gauge!(CLUSTER_LEASES_HELD),
             feed_lag: gauge!(CLUSTER_FEED_LAG),
         }
+    }
+}
+
+/// A live click stream's reader fell behind its bounded queue: it is sent
+/// `event: dropped` and closed.
+pub struct ClickStreamDropped {
+    pub account: uuid::Uuid,
+}
+
+impl ClickStreamDropped {
+    pub fn emit(self) {
+        metrics::counter!(HTTP_STREAMS_DROPPED).increment(1);
+        tracing::info!(account = %self.account, "live click stream dropped: its reader fell behind");
     }
 }

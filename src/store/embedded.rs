@@ -14,8 +14,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, HourRollup, Page, Paging, StatsScope,
-    Store, StoreError, StoreResult, click_codec, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, HourRollup, Page, Paging,
+    StatsScope, Store, StoreError, StoreResult, click_codec, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
@@ -931,6 +931,31 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 out.push(from_json(&value)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn failed_deliveries(
+        &self,
+        endpoint: Uuid,
+        window: CreatedWindow,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            // Failed rows sit together at due = u64::MAX, by event id.
+            let mut prefix = endpoint.as_bytes().to_vec();
+            prefix.extend_from_slice(&u64::MAX.to_be_bytes());
+            for guard in s.outbox.prefix(prefix) {
+                if out.len() == limit {
+                    break;
+                }
+                let delivery: Delivery = from_json(&guard.value()?)?;
+                if window.holds(delivery.created_at) {
+                    out.push(delivery);
+                }
             }
             Ok(out)
         })

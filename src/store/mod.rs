@@ -127,6 +127,19 @@ impl AttemptsOf {
     }
 }
 
+/// Rows created in the half-open time range `[since, until)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedWindow {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl CreatedWindow {
+    pub fn holds(&self, at: DateTime<Utc>) -> bool {
+        self.since <= at && at < self.until
+    }
+}
+
 /// Clicks of one flush and the counter increments they make, written together.
 #[derive(Debug, Clone, Default)]
 pub struct ClickBatch {
@@ -294,6 +307,14 @@ pub trait Store: Send + Sync + 'static {
     /// The endpoint's pending deliveries, soonest due first.
     async fn due_deliveries(&self, endpoint: Uuid, limit: usize) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, endpoint: Uuid, event_id: Uuid) -> StoreResult<Option<Delivery>>;
+    /// The endpoint's `failed` deliveries whose `created_at` is in
+    /// `[window.since, window.until)`, at most `limit`, in outbox order (by event id).
+    async fn failed_deliveries(
+        &self,
+        endpoint: Uuid,
+        window: CreatedWindow,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>>;
     /// Records attempts and what they did to their outbox rows, in one batch.
     async fn save_outcomes(&self, outcomes: &[(Attempt, DeliveryUpdate)]) -> StoreResult<()>;
     /// The endpoint's attempts log, newest first, optionally by status.

@@ -70,6 +70,15 @@ impl EndpointHandle {
         s.enabled && filter_takes(&s.events, event_type)
     }
 
+    /// Asks the actor, if it runs here, to read its outbox: rows were written
+    /// there behind its back (other nodes, the recover API).
+    pub fn reload(&self) {
+        if let Some(actor) = self.actor.get() {
+            self.spilled.store(true, Ordering::Release);
+            let _ = actor.cast(EndpointMsg::Pump);
+        }
+    }
+
     /// Hands durable deliveries to the actor, or leaves them in the outbox when
     /// its mailbox is full or it is not running. In cluster mode an endpoint
     /// without an actor here belongs to another node, whose outbox scan finds them.
@@ -172,10 +181,7 @@ impl WebhookDirectory {
     /// Asks every local actor to read its outbox (rows other nodes wrote).
     pub fn rescan_outboxes(&self) {
         for handle in self.by_id.pin().values() {
-            if let Some(actor) = handle.actor.get() {
-                handle.spilled.store(true, Ordering::Release);
-                let _ = actor.cast(EndpointMsg::Pump);
-            }
+            handle.reload();
         }
     }
 

@@ -208,4 +208,24 @@ pub const OPERATIONS: &[Operation] = &[
     .tag("webhooks", "Deliver a failed event again now")
     .ok(202, Some("RetryQueued"))
     .extra(&[409]),
+    op("post", "/v1/webhooks/{id}/recover", "recover_deliveries")
+        .tag(
+            "webhooks",
+            "Deliver again every failed delivery created in a time window",
+        )
+        .body("RecoverWindow")
+        .ok(202, Some("Recovered"))
+        .extra(&[409]),
+    op("post", "/v1/clicks/stream-token", "create_stream_token")
+        .tag(
+            "clicks",
+            "A stream token: opens click streams for 60 s without a header",
+        )
+        .ok(201, Some("StreamToken")),
+    op("get", "/v1/clicks/stream", "stream_clicks")
+        .tag(
+            "clicks",
+            "The account's clicks as server-sent events, live (API key or ?token=)",
+        )
+        .extra(&[404]),
 ];

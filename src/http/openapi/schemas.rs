@@ -270,6 +270,25 @@ pub struct RetryQueued {
     pub status: String,
 }
 
+/// How many failed deliveries of the window are pending again.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recovered {
+    pub recovered: u64,
+    /// Present (true) when the window held more than one call recovers (10,000).
+    pub more: Option<bool>,
+}
+
+/// A stream token for `GET /v1/clicks/stream?token=`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamToken {
+    /// `cst_…`
+    pub token: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
 /// One delivery attempt.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -15,6 +15,7 @@ mod fixtures;
 pub mod keys;
 pub mod links;
 pub mod outbox;
+pub mod recover;
 pub mod stats;
 
 /// One `#[tokio::test]` per conformance case, in one module per area, for the
@@ -33,6 +34,7 @@ macro_rules! store_conformance_suite {
             endpoints: endpoints_stored_listed_and_deleted, endpoint_writes_are_compare_and_set, endpoint_update_after_delete_does_not_resurrect;
             outbox: outbox_due_order_and_outcomes, repeated_versions_in_one_call_keep_the_last;
             attempts: attempts_listed_newest_first_with_status_filter;
+            recover: failed_deliveries_in_a_window;
             expiries: expiries_fire_once_and_follow_updates;
             stats: rollups_add_up_and_read_by_hour_range, concurrent_writers_lose_no_increment, deleted_link_takes_its_rollups_and_a_recreated_code_starts_afresh;
         );

@@ -46,8 +46,8 @@ use scylla::{
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, EndpointChange, EndpointWrite, HourRollup, Page, Paging, StatsScope,
-    Store, StoreError, StoreResult, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, HourRollup, Page, Paging,
+    StatsScope, Store, StoreError, StoreResult, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident,
@@ -67,6 +67,8 @@ use writes::Writes;
 /// row written "now" (see [`expiry_bucket`]) has landed by then, even with some
 /// clock skew between nodes.
 const EXPIRY_GRACE_MS: i64 = 10 * 60_000;
+/// Failed outbox rows read per round trip when looking for a recovery window.
+const FAILED_PAGE: usize = 1000;
 
 /// Where and how to connect; built from `[store]` by [`ScyllaOptions::from_config`].
 #[derive(Debug, Clone)]
@@ -709,6 +711,39 @@ impl Store for ScyllaStore {
             .filter_map(|(json,)| json)
             .map(|json| from_json(&json))
             .collect()
+    }
+
+    async fn failed_deliveries(
+        &self,
+        endpoint: Uuid,
+        window: CreatedWindow,
+        limit: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        let s = &self.inner;
+        let mut out = Vec::new();
+        let mut from = scylla::response::PagingState::start();
+        // Failed rows sit together at due = i64::MAX; the window is on the JSON.
+        while out.len() < limit {
+            let (texts, next) = s
+                .page::<(Option<String>,)>(
+                    &s.st.outbox_failed,
+                    &(endpoint, FAILED_DUE),
+                    from,
+                    FAILED_PAGE,
+                )
+                .await?;
+            for (json,) in texts {
+                let delivery: Delivery = from_json(json.as_deref().unwrap_or_default())?;
+                if out.len() < limit && window.holds(delivery.created_at) {
+                    out.push(delivery);
+                }
+            }
+            match next {
+                Some(state) => from = state,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn get_delivery(&self, endpoint: Uuid, event: Uuid) -> StoreResult<Option<Delivery>> {
