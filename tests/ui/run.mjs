@@ -31,8 +31,19 @@ const cleanups = [];
 const hard = setTimeout(() => fail(new Error(`suite exceeded ${HARD_TIMEOUT_MS / 1000}s`)), HARD_TIMEOUT_MS);
 let step = 'start';
 
+let current = null; // the page, for a failure's screenshot and notices
+
 async function fail(error) {
   console.error(`ui test FAILED at step "${step}": ${error.stack ?? error}`);
+  if (current) {
+    try {
+      await current.screenshot({ path: join(SHOTS, 'failure.png'), fullPage: true });
+      const notices = await current.$$eval('.notice', (ns) => ns.map((n) => n.textContent));
+      console.error(`at ${current.url()}; notices: ${JSON.stringify(notices)}; screenshot: target/ui-screenshots/failure.png`);
+    } catch {
+      // the browser may be gone already
+    }
+  }
   await cleanup();
   process.exit(1);
 }
@@ -85,6 +96,7 @@ async function startRelurl() {
   writeFileSync(config, `[server]
 listen = "127.0.0.1:${port}"
 public_base_url = "${base}"
+trusted_proxies = ["127.0.0.1/32"]  # clicks say where they come from in X-Forwarded-For
 [auth]
 admin_token = "${ADMIN}"
 [store]
@@ -151,9 +163,10 @@ async function json(method, url, token, body) {
   return res.status === 204 ? null : res.json();
 }
 
-/** A visitor's click: the short URL fetched without following the redirect. */
-async function click(shortUrl, userAgent, referer) {
-  const res = await fetch(shortUrl, { redirect: 'manual', headers: { 'User-Agent': userAgent, Referer: referer } });
+/** A visitor's click from `ip`: the short URL fetched without following the redirect. */
+async function click(shortUrl, userAgent, referer, ip = '8.8.8.8') {
+  const headers = { 'User-Agent': userAgent, Referer: referer, 'X-Forwarded-For': ip };
+  const res = await fetch(shortUrl, { redirect: 'manual', headers });
   if (res.status !== 302) throw new Error(`click on ${shortUrl}: ${res.status}`);
 }
 
@@ -182,6 +195,7 @@ async function main() {
   cleanups.push(() => browser.close());
   await browser.defaultBrowserContext().overridePermissions(base, ['clipboard-read', 'clipboard-write', 'clipboard-sanitized-write']);
   const page = await browser.newPage();
+  current = page;
   await page.setViewport(DESKTOP);
   page.setDefaultTimeout(WAIT_MS);
   const problems = [];
@@ -275,9 +289,9 @@ async function main() {
   await page.waitForSelector('#click-count');
   if (streamRoute) await waitText('#live-status', /^live$/);
   const short = `${base}/launch`;
-  await click(short, IPHONE, 'https://news.example.com/story');
-  await click(short, IPHONE, 'https://news.example.com/story');
-  await click(short, DESKTOP_UA, '');
+  await click(short, IPHONE, 'https://news.example.com/story', '81.2.69.160');
+  await click(short, IPHONE, 'https://news.example.com/story', '193.99.144.80');
+  await click(short, DESKTOP_UA, '', '8.8.8.8');
   if (!streamRoute) {
     // Without live clicks the page shows them on Refresh: the clicks are written within milliseconds.
     await until('3 clicks after Refresh', async () => {
@@ -291,6 +305,7 @@ async function main() {
     await waitText('#total', /^3$/);
     await page.waitForFunction(() => document.querySelector('#chart')?.dataset.clicks === '3');
     await waitText('#breakdown-devices', /mobile/);
+    await waitText('#breakdown-countries', /US/);
     await waitText('#breakdown-referrers', /news\.example\.com/);
     await page.click('[data-interval=hour]');
     await page.waitForFunction(() => document.querySelector('#chart')?.dataset.clicks === '3' && document.querySelectorAll('#chart rect').length >= 24);
@@ -299,7 +314,7 @@ async function main() {
   }
   if (streamRoute) {
     // One more click while watching: it arrives live and moves count and chart.
-    await click(short, IPHONE, '');
+    await click(short, IPHONE, '', '81.2.69.160');
     await page.waitForFunction(() => document.querySelectorAll('#clicks tbody tr').length === 4);
     await waitText('#click-count', /^4$/);
     if (statsRoute) await page.waitForFunction(() => document.querySelector('#chart')?.dataset.clicks === '4');
@@ -423,6 +438,7 @@ async function main() {
     [`#/webhooks/${endpointId}`, '#deliveries', 'phone-deliveries'],
     ['#/incidents', '#incidents', 'phone-incidents'],
   ]) {
+    step = `phone-sized screen: ${hash}`;
     await go(hash);
     await page.waitForSelector(ready);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
