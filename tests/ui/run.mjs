@@ -396,7 +396,9 @@ async function main() {
   await waitText(`${epRow} td[data-label=State]`, /^enabled/);
 
   step = 'phone-sized screen';
+  // Turning on isMobile reloads the page: wait for the dashboard to be back.
   await page.setViewport(PHONE);
+  await page.waitForSelector('#signout');
   for (const [hash, ready, name] of [
     ['#/links', '#links', 'phone-links'],
     ['#/links/launch', '#clicks', 'phone-link'],
