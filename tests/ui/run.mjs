@@ -417,6 +417,7 @@ async function main() {
 
   step = 'sign out';
   await page.setViewport(DESKTOP);
+  await page.waitForSelector('#signout');
   await page.click('#signout');
   await page.waitForSelector('#signin');
   if (await page.evaluate(() => sessionStorage.length)) throw new Error('sign-out left the key in sessionStorage');
