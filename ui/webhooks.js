@@ -3,6 +3,8 @@
 import { html, useState, useEffect } from './vendor/preact-htm.mjs';
 import { api, query, useGet, fmtTime, Notice, attempt } from './api.js';
 
+/** Event ids are UUIDv7: their leading digits are the time, alike for neighbours, so show the end. */
+const shortId = (id) => `…${id.slice(-12)}`;
 const eventList = (text) => text.split(',').map((t) => t.trim()).filter(Boolean);
 
 /** A signing secret, shown once. */
@@ -153,7 +155,7 @@ export function DeliveriesPage({ id }) {
       <thead><tr><th>When</th><th>Event</th><th>Attempt</th><th>Status</th><th>Response</th><th>Duration</th><th></th></tr></thead>
       <tbody>${log.map((d) => html`<tr data-event=${d.event_id} data-status=${d.status} key=${`${d.event_id}-${d.attempt}`}>
         <td data-label="When">${fmtTime(d.at)}</td>
-        <td data-label="Event"><span class="hint">${d.type}</span> <code>${d.event_id.slice(0, 8)}</code></td>
+        <td data-label="Event"><span class="hint">${d.type}</span> <code title=${d.event_id}>${shortId(d.event_id)}</code></td>
         <td data-label="Attempt" class="num">${d.attempt}</td>
         <td data-label="Status" class=${`status ${d.status === 'succeeded' ? 'good' : d.status === 'failed' ? 'bad' : ''}`}>${d.status}</td>
         <td data-label="Response">${d.status_code ?? d.error ?? '—'}</td>
