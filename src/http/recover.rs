@@ -2,13 +2,14 @@
 //! in a time window become pending and due now, in one go.
 
 use axum::{Json, extract::Path, http::StatusCode};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
 use super::webhooks::{disabled, owned};
-use super::{JsonBody, auth::Caller};
+use super::{JsonBody, SharedState, auth::Caller};
 use crate::{
     domain::{DeliveryStatus, Rfc3339},
     store::CreatedWindow,
@@ -16,8 +17,8 @@ use crate::{
 
 /// Deliveries one call makes pending; the answer says when more were left.
 pub const MAX_RECOVERED: usize = 10_000;
-/// Deliveries written per store call.
-const WRITE_CHUNK: usize = 500;
+/// Deliveries read and written per store call.
+const CHUNK: usize = 500;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,29 +51,53 @@ pub async fn recover(
     if !endpoint.enabled {
         return Err(disabled());
     }
-    let mut found = state
-        .store
-        .failed_deliveries(endpoint.id, window, MAX_RECOVERED + 1)
-        .await?;
-    let more = found.len() > MAX_RECOVERED;
-    found.truncate(MAX_RECOVERED);
-    for d in &mut found {
-        d.status = DeliveryStatus::Pending;
-        d.next_attempt_at = now;
-    }
-    for chunk in found.chunks(WRITE_CHUNK) {
-        state.store.upsert_deliveries(chunk).await?;
-    }
+    let (recovered, more) = make_pending(&state, endpoint.id, window, now).await?;
     // Due in the outbox: a local actor reads it back now; without one here
     // (cluster mode), the owner node's outbox scan finds them.
     if let Some(handle) = state.directory.handle(account, endpoint.id)
-        && !found.is_empty()
+        && recovered > 0
     {
         handle.reload();
     }
-    let mut answer = json!({ "recovered": found.len() });
+    let mut answer = json!({ "recovered": recovered });
     if more {
         answer["more"] = json!(true);
     }
     Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// Makes the window's failed deliveries pending, due `now`, a chunk at a
+/// time (memory stays bounded), up to [`MAX_RECOVERED`]. Each chunk starts
+/// after the last one, so a delivery that fails again meanwhile (its receiver
+/// still down) is not counted twice. Returns how many, and whether more are left.
+async fn make_pending(
+    state: &SharedState,
+    endpoint: Uuid,
+    window: CreatedWindow,
+    now: DateTime<Utc>,
+) -> ApiResult<(usize, bool)> {
+    let mut recovered = 0;
+    let mut after = None;
+    while recovered < MAX_RECOVERED {
+        let want = (MAX_RECOVERED - recovered).min(CHUNK);
+        let mut found = state
+            .store
+            .failed_deliveries(endpoint, window, after, want)
+            .await?;
+        for d in &mut found {
+            d.status = DeliveryStatus::Pending;
+            d.next_attempt_at = now;
+        }
+        state.store.upsert_deliveries(&found).await?;
+        recovered += found.len();
+        after = found.last().map(|d| d.event_id);
+        if found.len() < want {
+            return Ok((recovered, false));
+        }
+    }
+    let left = state
+        .store
+        .failed_deliveries(endpoint, window, after, 1)
+        .await?;
+    Ok((recovered, !left.is_empty()))
 }

@@ -941,14 +941,19 @@ impl Store for EmbeddedStore {
         &self,
         endpoint: Uuid,
         window: CreatedWindow,
+        after: Option<Uuid>,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
+        use std::ops::Bound::{Excluded, Included};
         self.blocking(move |s| {
             let mut out = Vec::new();
             // Failed rows sit together at due = u64::MAX, by event id.
-            let mut prefix = endpoint.as_bytes().to_vec();
-            prefix.extend_from_slice(&u64::MAX.to_be_bytes());
-            for guard in s.outbox.prefix(prefix) {
+            let start = match after {
+                Some(event) => Excluded(outbox_key(endpoint, u64::MAX, event)),
+                None => Included(outbox_key(endpoint, u64::MAX, Uuid::nil())),
+            };
+            let end = Included(outbox_key(endpoint, u64::MAX, Uuid::max()));
+            for guard in s.outbox.range((start, end)) {
                 if out.len() == limit {
                     break;
                 }

@@ -308,11 +308,14 @@ pub trait Store: Send + Sync + 'static {
     async fn due_deliveries(&self, endpoint: Uuid, limit: usize) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, endpoint: Uuid, event_id: Uuid) -> StoreResult<Option<Delivery>>;
     /// The endpoint's `failed` deliveries whose `created_at` is in
-    /// `[window.since, window.until)`, at most `limit`, in outbox order (by event id).
+    /// `[window.since, window.until)`, at most `limit`, in outbox order (by
+    /// event id), after the event `after` when given (the last one of the
+    /// previous call: rows it made pending in between have left the set).
     async fn failed_deliveries(
         &self,
         endpoint: Uuid,
         window: CreatedWindow,
+        after: Option<Uuid>,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>>;
     /// Records attempts and what they did to their outbox rows, in one batch.

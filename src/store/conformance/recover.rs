@@ -36,19 +36,34 @@ pub async fn failed_deliveries_in_a_window(store: SharedStore) {
     };
 
     // Only failed rows of that endpoint, since included, until excluded.
-    let found = store.failed_deliveries(e, window, 100).await.unwrap();
+    let found = store.failed_deliveries(e, window, None, 100).await.unwrap();
     assert_eq!(found, vec![first.clone(), second.clone(), third.clone()]);
     // Bounded by the limit, in event order.
-    let found = store.failed_deliveries(e, window, 2).await.unwrap();
+    let found = store.failed_deliveries(e, window, None, 2).await.unwrap();
     assert_eq!(found, vec![first.clone(), second.clone()]);
-    assert_eq!(store.failed_deliveries(e, window, 0).await.unwrap(), vec![]);
+    // The next chunk starts after the last one.
+    let next = store
+        .failed_deliveries(e, window, Some(second.event_id), 2)
+        .await
+        .unwrap();
+    assert_eq!(next, vec![third.clone()]);
+    let from_first = Some(first.event_id);
+    let next = store
+        .failed_deliveries(e, window, from_first, 1)
+        .await
+        .unwrap();
+    assert_eq!(next, vec![second.clone()]);
+    assert_eq!(
+        store.failed_deliveries(e, window, None, 0).await.unwrap(),
+        vec![]
+    );
 
     // Made pending again (as recover does): no longer failed, due for delivery.
     let mut recovered = first.clone();
     recovered.status = DeliveryStatus::Pending;
     recovered.next_attempt_at = t;
     store.upsert_deliveries(&[recovered.clone()]).await.unwrap();
-    let found = store.failed_deliveries(e, window, 100).await.unwrap();
+    let found = store.failed_deliveries(e, window, None, 100).await.unwrap();
     assert_eq!(found, vec![second, third]);
     assert!(
         store
@@ -58,7 +73,10 @@ pub async fn failed_deliveries_in_a_window(store: SharedStore) {
             .contains(&recovered)
     );
     assert_eq!(
-        store.failed_deliveries(other, window, 100).await.unwrap(),
+        store
+            .failed_deliveries(other, window, None, 100)
+            .await
+            .unwrap(),
         vec![elsewhere]
     );
 }

@@ -717,6 +717,7 @@ impl Store for ScyllaStore {
         &self,
         endpoint: Uuid,
         window: CreatedWindow,
+        after: Option<Uuid>,
         limit: usize,
     ) -> StoreResult<Vec<Delivery>> {
         let s = &self.inner;
@@ -724,14 +725,19 @@ impl Store for ScyllaStore {
         let mut from = scylla::response::PagingState::start();
         // Failed rows sit together at due = i64::MAX; the window is on the JSON.
         while out.len() < limit {
-            let (texts, next) = s
-                .page::<(Option<String>,)>(
-                    &s.st.outbox_failed,
-                    &(endpoint, FAILED_DUE),
-                    from,
-                    FAILED_PAGE,
-                )
-                .await?;
+            let page = match after {
+                Some(event) => {
+                    let values = (endpoint, FAILED_DUE, event);
+                    s.page(&s.st.outbox_failed_after, &values, from, FAILED_PAGE)
+                        .await?
+                }
+                None => {
+                    let values = (endpoint, FAILED_DUE);
+                    s.page(&s.st.outbox_failed, &values, from, FAILED_PAGE)
+                        .await?
+                }
+            };
+            let (texts, next): (Vec<(Option<String>,)>, _) = page;
             for (json,) in texts {
                 let delivery: Delivery = from_json(json.as_deref().unwrap_or_default())?;
                 if out.len() < limit && window.holds(delivery.created_at) {

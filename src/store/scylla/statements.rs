@@ -99,6 +99,7 @@ statements! {
     outbox_due: "SELECT json FROM {ks}.outbox WHERE endpoint_id = ? AND due < ? LIMIT ?";
     outbox_get: "SELECT json FROM {ks}.outbox WHERE endpoint_id = ? AND due = ? AND event_id = ?";
     outbox_failed: "SELECT json FROM {ks}.outbox WHERE endpoint_id = ? AND due = ?";
+    outbox_failed_after: "SELECT json FROM {ks}.outbox WHERE endpoint_id = ? AND due = ? AND event_id > ?";
     outbox_clear: "DELETE FROM {ks}.outbox WHERE endpoint_id = ?";
     index_insert: "INSERT INTO {ks}.outbox_index (endpoint_id, event_id, due) VALUES (?, ?, ?)";
     index_get: "SELECT due FROM {ks}.outbox_index WHERE endpoint_id = ? AND event_id = ?";
