@@ -104,6 +104,7 @@ path = "${join(dir, 'data')}"
 [webhooks]
 allow_private_targets = true  # the receiver is on loopback
 retry_schedule = []           # one attempt: a refused delivery is failed at once
+disable_after_failed_deliveries = 3
 [fraud]
 threshold = 20                # a flood the test can make quickly
 policy = "block_range"
@@ -392,6 +393,19 @@ async function main() {
   await page.click('#secret button');
   await page.click(`${epRow} [data-action=toggle]`);
   await waitText(`${epRow} td[data-label=State]`, /^disabled/);
+  await page.click(`${epRow} [data-action=toggle]`);
+  await waitText(`${epRow} td[data-label=State]`, /^enabled/);
+
+  step = 'endpoints: disabled automatically, the reason shown, enabled again';
+  receiver.failing = true;
+  for (let i = 0; i < 3; i++) await json('POST', `${base}/v1/webhooks/${endpointId}/test`, key);
+  await until('the endpoint disabled with its reason', async () => {
+    await page.reload();
+    await page.waitForSelector(epRow);
+    return /^disabled: disabled automatically: the last 3 deliveries failed/.test(await text(`${epRow} td[data-label=State]`));
+  });
+  await shot('endpoints-disabled');
+  receiver.failing = false;
   await page.click(`${epRow} [data-action=toggle]`);
   await waitText(`${epRow} td[data-label=State]`, /^enabled/);
 
