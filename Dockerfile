@@ -3,6 +3,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+# The dashboard's files, embedded in the binary.
+COPY ui ui
 COPY benches benches
 COPY examples examples
 RUN cargo build --release --locked --bin relurl

@@ -17,7 +17,7 @@ pub type AccountId = Uuid;
 pub const GENERATED_CODE_LEN: usize = 7;
 pub const MAX_CODE_LEN: usize = 64;
 pub const MAX_DESTINATION_BYTES: usize = 8 * 1024;
-pub const RESERVED_CODES: [&str; 4] = ["v1", "healthz", "readyz", "metrics"];
+pub const RESERVED_CODES: [&str; 5] = ["v1", "healthz", "readyz", "metrics", "ui"];
 pub const REDIRECT_STATUSES: [u16; 4] = [301, 302, 307, 308];
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

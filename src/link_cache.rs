@@ -42,6 +42,8 @@ pub struct CachedLink {
     pub location: HeaderValue,
     pub status: StatusCode,
     pub expires_at_ms: Option<i64>,
+    /// Tells this link's rollups from those of an earlier link with the same code.
+    pub created_ms: i64,
     pub disabled: bool,
     loaded_at: Instant,
 }
@@ -65,6 +67,7 @@ impl CachedLink {
                 .unwrap_or_else(|_| HeaderValue::from_static("/")),
             status: StatusCode::from_u16(link.redirect_status).unwrap_or(StatusCode::FOUND),
             expires_at_ms: link.expires_at.map(|t| t.timestamp_millis()),
+            created_ms: link.created_at.timestamp_millis(),
             disabled: link.disabled,
             loaded_at: Instant::now(),
         }

@@ -113,7 +113,7 @@ fn operations_name_their_auth_errors_and_paging() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["limit", "cursor"]);
+    assert_eq!(params, ["limit", "cursor", "tag", "q"]);
     for status in ["200", "400", "401", "403", "429"] {
         assert!(list["responses"][status].is_object(), "{status}");
     }

@@ -13,6 +13,7 @@
 
 pub mod enrich;
 pub mod live;
+pub mod rollup;
 pub mod shard;
 
 use std::{

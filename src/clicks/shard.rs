@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use super::{
     ShardSlot, enrich,
     live::{LiveClick, LiveClicks},
+    rollup::{Owner, ReferrerAdmission, rollups},
 };
 use crate::metrics::{
     ClickFlushMetrics,
@@ -79,6 +80,8 @@ pub struct ShardState {
     unwritten: Option<PendingBatch>,
     retry_delay: Duration,
     metrics: ClickFlushMetrics,
+    /// Referrer hosts each (scope, hour) counts by name (bounded).
+    referrers: ReferrerAdmission,
 }
 
 struct PendingBatch {
@@ -147,6 +150,7 @@ impl ShardState {
             unwritten: None,
             retry_delay: Duration::from_millis(50),
             metrics: ClickFlushMetrics::new(),
+            referrers: ReferrerAdmission::default(),
         }
     }
 
@@ -216,6 +220,7 @@ impl ShardState {
         let mut acks = Vec::new();
         let mut accounts = Vec::with_capacity(clicks.capacity());
         let mut deliveries = Vec::new();
+        let mut owners = Vec::with_capacity(clicks.capacity());
         let mut counts: HashMap<Arc<str>, u64> = HashMap::new();
         let mut blocked = 0;
         while clicks.len() < max {
@@ -247,6 +252,10 @@ impl ShardState {
                 deliveries.extend(owed);
                 events.push(event);
             }
+            owners.push(Owner {
+                account: link.account_id,
+                link_created_ms: link.created_ms,
+            });
             accounts.push(link.account_id);
             clicks.push(click);
         }
@@ -269,8 +278,11 @@ impl ShardState {
             }
             return None;
         }
+        // Shed clicks kept no detail: they count on the link, not in its rollups.
+        let rollups = rollups(owners.into_iter().zip(&clicks), &mut self.referrers);
         Some(PendingBatch {
             batch: ClickBatch {
+                rollups,
                 clicks,
                 counts: counts
                     .into_iter()

@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::json::{PageParams, Query, listing, page_json, timestamp};
+use super::filter::{Verdict, filtered_page, link_matches};
+use super::json::{PageParams, Query, listing, timestamp};
 use super::{JsonBody, SharedState, auth::Caller, openapi};
 use crate::{
     cluster::feed::ChangeKind,
@@ -83,7 +84,7 @@ pub fn link_json(link: &Link, base_url: &str, click_count: u64) -> Value {
     })
 }
 
-pub(super) fn click_json(click: &Click) -> Value {
+pub(crate) fn click_json(click: &Click) -> Value {
     json!({
         "id": click.id,
         "at": timestamp(click.at),
@@ -125,7 +126,11 @@ fn check_expiry(at: Rfc3339, now: DateTime<Utc>) -> ApiResult<DateTime<Utc>> {
 }
 
 /// The caller's link, or 404 (also when it belongs to another account).
-async fn owned_link(state: &SharedState, account: AccountId, code: &str) -> ApiResult<Link> {
+pub(crate) async fn owned_link(
+    state: &SharedState,
+    account: AccountId,
+    code: &str,
+) -> ApiResult<Link> {
     match state.store.get_link(code).await? {
         Some(link) if link.account_id == account => Ok(link),
         _ => Err(ApiError::not_found("link")),
@@ -188,11 +193,26 @@ pub async fn create(
     }
 }
 
+/// `?limit=&cursor=` and the `tag`/`q` filters of the links listing.
+#[derive(Deserialize)]
+pub struct LinkListParams {
+    #[serde(flatten)]
+    page: PageParams,
+    tag: Option<String>,
+    q: Option<String>,
+}
+
 pub async fn list(
     Caller { account, state }: Caller,
-    Query(params): Query<PageParams>,
+    Query(params): Query<LinkListParams>,
 ) -> ApiResult<Json<Value>> {
-    let page = state.store.list_links(account, params.paging()?).await?;
+    let (tag, q) = (params.tag.as_deref(), params.q.as_deref());
+    let read = |paging| state.store.list_links(account, paging);
+    let keep = |link: &Link| match link_matches(link, tag, q) {
+        true => Verdict::Keep,
+        false => Verdict::Skip,
+    };
+    let page = filtered_page(params.page.paging()?, read, keep).await?;
     let base = &state.config.server.public_base_url;
     let mut items = Vec::with_capacity(page.items.len());
     for link in &page.items {
@@ -307,14 +327,4 @@ pub async fn delete(
     state.changes.note(ChangeKind::LinkDeleted, &code).await;
     state.fanout.committed(event, deliveries);
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn clicks(
-    Caller { account, state }: Caller,
-    Path(code): Path<String>,
-    Query(params): Query<PageParams>,
-) -> ApiResult<Json<Value>> {
-    owned_link(&state, account, &code).await?;
-    let page = state.store.list_clicks(&code, params.paging()?).await?;
-    Ok(page_json(page, click_json))
 }

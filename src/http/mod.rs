@@ -9,10 +9,13 @@
 //! - [`keys`]: the account's API keys.
 //! - [`openapi`]: the OpenAPI document of all of it.
 //! - [`json`]: page parameters, listings and timestamps the `/v1` handlers share.
+//! - [`ui`]: the web dashboard at `/ui/` (embedded files; `ui` is a reserved code).
 
 pub mod accounts;
 pub mod auth;
+pub mod clicks;
 pub mod error;
+pub mod filter;
 pub mod fraud;
 pub mod json;
 pub mod keys;
@@ -23,7 +26,9 @@ pub mod ops;
 pub mod rate_limits;
 pub mod recover;
 pub mod redirect;
+pub mod stats;
 pub mod stream;
+pub mod ui;
 pub mod webhooks;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
@@ -98,7 +103,9 @@ pub fn router(state: SharedState) -> Router {
             "/v1/links/{code}",
             get(links::read).patch(links::update).delete(links::delete),
         )
-        .route("/v1/links/{code}/clicks", get(links::clicks))
+        .route("/v1/links/{code}/clicks", get(clicks::list))
+        .route("/v1/links/{code}/stats", get(stats::link))
+        .route("/v1/stats", get(stats::account))
         .route("/v1/fraud/incidents", get(fraud::incidents))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", delete(keys::revoke))
@@ -119,6 +126,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry",
             post(webhooks::retry),
         )
+        .merge(ui::routes())
         .route("/v1/webhooks/{id}/recover", post(recover::recover))
         .route("/v1/clicks/stream-token", post(stream::token))
         .route("/v1/clicks/stream", get(stream::stream))
@@ -154,6 +162,8 @@ fn route_label(template: &str) -> &'static str {
         "/v1/links" => "/v1/links",
         "/v1/links/{code}" => "/v1/links/{code}",
         "/v1/links/{code}/clicks" => "/v1/links/{code}/clicks",
+        "/v1/links/{code}/stats" => "/v1/links/{code}/stats",
+        "/v1/stats" => "/v1/stats",
         "/v1/fraud/incidents" => "/v1/fraud/incidents",
         "/v1/keys" => "/v1/keys",
         "/v1/keys/{id}" => "/v1/keys/{id}",
@@ -165,6 +175,7 @@ fn route_label(template: &str) -> &'static str {
         "/v1/webhooks/{id}/deliveries/{event_id}/retry" => {
             "/v1/webhooks/{id}/deliveries/{event_id}/retry"
         }
+        "/ui" | "/ui/" | "/ui/{*asset}" => "/ui",
         "/v1/webhooks/{id}/recover" => "/v1/webhooks/{id}/recover",
         "/v1/clicks/stream-token" => "/v1/clicks/stream-token",
         "/v1/clicks/stream" => "/v1/clicks/stream",

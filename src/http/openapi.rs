@@ -6,6 +6,7 @@
 
 mod operations;
 mod schemas;
+mod stats;
 mod webhooks;
 
 use operations::Auth;
@@ -194,6 +195,7 @@ fn parameters(op: &Operation) -> Vec<ParameterBuilder> {
                 .description(Some("Only attempts with this status")),
         );
     }
+    out.extend(stats::query_parameters(op.id));
     if op.id == "stream_clicks" {
         out.push(
             parameter("code", ParameterIn::Query, schemas::code())
@@ -220,6 +222,7 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
     match op.id {
         "metrics" => ok = ok.content("text/plain", ContentBuilder::new().build()),
         "openapi" => ok = ok.content(JSON, ContentBuilder::new().build()),
+        "list_clicks" => ok = ok.content("text/csv", ContentBuilder::new().build()),
         "stream_clicks" => ok = ok.content("text/event-stream", ContentBuilder::new().build()),
         _ => {}
     }
@@ -372,6 +375,7 @@ fn components() -> Components {
         schemas::Recovered,
         schemas::StreamToken,
         schemas::Attempt,
+        stats::Stats,
     );
     webhooks::schemas(&mut schemas);
     for (page, item) in [
@@ -406,6 +410,7 @@ pub fn document() -> OpenApi {
         .build();
     let tags = [
         "links",
+        "stats",
         "clicks",
         "webhooks",
         "keys",

@@ -14,8 +14,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, Page, Paging, Store,
-    StoreError, StoreResult, click_codec, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, HourRollup, Page, Paging,
+    StatsScope, Store, StoreError, StoreResult, click_codec, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryStatus, DeliveryUpdate, Endpoint,
@@ -44,6 +44,8 @@ struct Inner {
     click_counts: Keyspace,
     /// code ++ 0x00 ++ inverted click uuid → click JSON
     clicks: Keyspace,
+    /// scope key ++ 0x00 ++ hour (u64 big-endian) → the hour's encoded rollup
+    rollups: Keyspace,
     /// account id ++ inverted incident uuid → incident JSON
     incidents: Keyspace,
     /// expires_at millis ++ code → () for links whose `link.expired` is still owed
@@ -60,6 +62,8 @@ struct Inner {
     attempts: Keyspace,
     /// Serialises check-then-insert (link codes, meta values): one process owns the files.
     insert_lock: std::sync::Mutex<()>,
+    /// Serialises rollup read-add-write: an account's hour is written by every shard.
+    rollup_lock: std::sync::Mutex<()>,
 }
 
 /// fjall's I/O errors count as transient: a full disk or a failing write may
@@ -95,6 +99,7 @@ impl EmbeddedStore {
             account_links: ks("account_links")?,
             click_counts: ks("click_counts")?,
             clicks: ks("clicks")?,
+            rollups: ks("rollups")?,
             incidents: ks("incidents")?,
             expiries: ks("expiries")?,
             endpoints: ks("endpoints")?,
@@ -103,6 +108,7 @@ impl EmbeddedStore {
             outbox_index: ks("outbox_index")?,
             attempts: ks("attempts")?,
             insert_lock: std::sync::Mutex::new(()),
+            rollup_lock: std::sync::Mutex::new(()),
             db,
         };
         Ok(Self {
@@ -173,11 +179,27 @@ impl Inner {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The guarded data is (); a poisoned lock carries no broken state.
-        self.insert_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.insert_lock)
     }
+}
+
+fn lock(mutex: &std::sync::Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    // The guarded data is (); a poisoned lock carries no broken state.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn rollup_prefix(scope: &StatsScope) -> Vec<u8> {
+    let mut key = scope.key().into_bytes();
+    key.push(0);
+    key
+}
+
+fn rollup_key(scope: &StatsScope, hour: i64) -> Vec<u8> {
+    let mut key = rollup_prefix(scope);
+    key.extend_from_slice(&(hour.max(0) as u64).to_be_bytes());
+    key
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<Vec<u8>> {
@@ -629,6 +651,9 @@ impl Store for EmbeddedStore {
             for guard in s.clicks.prefix(click_prefix(&link.code)) {
                 batch.remove(&s.clicks, guard.key()?);
             }
+            for guard in s.rollups.prefix(rollup_prefix(&StatsScope::of_link(&link))) {
+                batch.remove(&s.rollups, guard.key()?);
+            }
             s.put_deliveries(&mut batch, &deliveries)?;
             batch.commit()?;
             Ok(())
@@ -660,6 +685,11 @@ impl Store for EmbeddedStore {
             .map(OutboxRow::encode)
             .collect::<StoreResult<Vec<_>>>()?;
         let counts = batch.counts.clone();
+        let rollups: Vec<_> = batch
+            .rollups
+            .iter()
+            .map(|(scope, rollup)| (rollup_key(scope, rollup.hour), rollup.clone()))
+            .collect();
         self.blocking(move |s| {
             let mut write = s.batch();
             for (key, value) in clicks {
@@ -677,6 +707,18 @@ impl Store for EmbeddedStore {
                     (current + add).to_be_bytes(),
                 );
             }
+            // Held until the commit: another shard's read of the same account
+            // hour must see this write, or one of the two increments is lost.
+            let _guard = (!rollups.is_empty()).then(|| lock(&s.rollup_lock));
+            for (key, add) in rollups {
+                let mut rollup = match s.rollups.get(&key)? {
+                    Some(stored) => HourRollup::decode(add.hour, &stored)
+                        .ok_or_else(|| StoreError::Corrupt("stored rollup".into()))?,
+                    None => HourRollup::new(add.hour),
+                };
+                rollup.merge(&add);
+                write.insert(&s.rollups, key, rollup.encode());
+            }
             write.commit()?;
             Ok(())
         })
@@ -687,6 +729,30 @@ impl Store for EmbeddedStore {
         let code = code.to_string();
         self.blocking(move |s| read_count(&s.click_counts, &code))
             .await
+    }
+
+    async fn stats(
+        &self,
+        scope: &StatsScope,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> StoreResult<Vec<HourRollup>> {
+        let (start, end) = (rollup_key(scope, from_hour), rollup_key(scope, to_hour));
+        let hour_at = start.len() - 8;
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            for guard in s.rollups.range(start..end) {
+                let (key, value) = guard.into_inner()?;
+                let hour = key
+                    .get(hour_at..)
+                    .and_then(|h| <[u8; 8]>::try_from(h).ok())
+                    .map(|h| u64::from_be_bytes(h) as i64);
+                let rollup = hour.and_then(|hour| HourRollup::decode(hour, &value));
+                out.push(rollup.ok_or_else(|| StoreError::Corrupt("stored rollup".into()))?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn list_clicks(&self, code: &str, page: Paging) -> StoreResult<Page<Click>> {

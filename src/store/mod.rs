@@ -10,6 +10,7 @@ pub mod click_codec;
 #[cfg(feature = "test-support")]
 pub mod conformance;
 pub mod embedded;
+pub mod rollup;
 pub mod scylla;
 pub mod sealing;
 
@@ -26,6 +27,7 @@ use crate::domain::{
 };
 
 pub use embedded::EmbeddedStore;
+pub use rollup::{Dim, HourRollup, StatsScope};
 pub use scylla::{ScyllaOptions, ScyllaStore};
 
 /// The error source a backend reported, kept for the log and `Error::source`.
@@ -148,6 +150,8 @@ pub struct ClickBatch {
     pub counts: Vec<(String, u64)>,
     /// The `link.clicked` deliveries these clicks owe, durable with them.
     pub deliveries: Vec<Delivery>,
+    /// What the stored clicks add to their link's and account's hourly rollups.
+    pub rollups: Vec<(StatsScope, HourRollup)>,
 }
 
 /// What a compare-and-set endpoint write makes of the stored endpoint.
@@ -225,8 +229,8 @@ pub trait Store: Send + Sync + 'static {
     async fn due_expiries(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Link>>;
     /// Records that the link's expiry fired, with its deliveries, once.
     async fn mark_expired(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()>;
-    /// Removes the link, its place in the account's listing, its counter and
-    /// clicks, and writes the deliveries its deletion owes.
+    /// Removes the link, its place in the account's listing, its counter,
+    /// clicks and rollups, and writes the deliveries its deletion owes.
     async fn delete_link(&self, link: &Link, deliveries: &[Delivery]) -> StoreResult<()>;
     /// The account's links, newest first.
     async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>>;
@@ -234,6 +238,14 @@ pub trait Store: Send + Sync + 'static {
     /// Writes clicks and counter increments as one durable batch.
     async fn record_clicks(&self, batch: &ClickBatch) -> StoreResult<()>;
     async fn click_count(&self, code: &str) -> StoreResult<u64>;
+    /// The scope's hourly rollups in hours `[from_hour, to_hour)`, oldest first;
+    /// hours without clicks are absent.
+    async fn stats(
+        &self,
+        scope: &StatsScope,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> StoreResult<Vec<HourRollup>>;
     /// The link's clicks, newest first.
     async fn list_clicks(&self, code: &str, page: Paging) -> StoreResult<Page<Click>>;
 

@@ -26,7 +26,13 @@ pub fn available(test: &str) -> bool {
 /// `examples/receiver-node`, with its dependencies installed (`npm ci` when
 /// `node_modules` is missing).
 pub fn receiver_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/receiver-node");
+    installed("examples/receiver-node")
+}
+
+/// The Node project at `path` (from the repository root), with its
+/// dependencies installed (`npm ci` when `node_modules` is missing).
+pub fn installed(path: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
     if !dir.join("node_modules").exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])

@@ -122,9 +122,20 @@ pub const OPERATIONS: &[Operation] = &[
         .tag("links", "Delete a link")
         .ok(204, None),
     op("get", "/v1/links/{code}/clicks", "list_clicks")
-        .tag("links", "A link's clicks, newest first")
+        .tag("links", "A link's clicks, newest first (or as CSV)")
         .paged()
         .ok(200, Some("ClickPage")),
+    op("get", "/v1/links/{code}/stats", "link_stats")
+        .tag("stats", "A link's clicks by hour or day, with breakdowns")
+        .ok(200, Some("Stats"))
+        .extra(&[400]),
+    op("get", "/v1/stats", "account_stats")
+        .tag(
+            "stats",
+            "The account's clicks by hour or day, with breakdowns",
+        )
+        .ok(200, Some("Stats"))
+        .extra(&[400]),
     op("get", "/v1/fraud/incidents", "list_fraud_incidents")
         .tag(
             "fraud",

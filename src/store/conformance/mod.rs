@@ -16,6 +16,7 @@ pub mod keys;
 pub mod links;
 pub mod outbox;
 pub mod recover;
+pub mod stats;
 
 /// One `#[tokio::test]` per conformance case, in one module per area, for the
 /// backend that `$make` gives: an async expression evaluating to a fresh
@@ -35,6 +36,7 @@ macro_rules! store_conformance_suite {
             attempts: attempts_listed_newest_first_with_status_filter;
             recover: failed_deliveries_in_a_window;
             expiries: expiries_fire_once_and_follow_updates;
+            stats: rollups_add_up_and_read_by_hour_range, concurrent_writers_lose_no_increment, deleted_link_takes_its_rollups_and_a_recreated_code_starts_afresh;
         );
     };
     (@areas $make:expr; $($area:ident: $($case:ident),+;)+) => {

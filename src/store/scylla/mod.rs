@@ -30,6 +30,7 @@ mod errors;
 mod expiries;
 mod keys;
 mod reads;
+mod rollups;
 mod statements;
 mod writes;
 
@@ -45,8 +46,8 @@ use scylla::{
 use uuid::Uuid;
 
 use super::{
-    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, Page, Paging, Store,
-    StoreError, StoreResult, sealing::Sealer,
+    AttemptsOf, ClickBatch, CreatedWindow, EndpointChange, EndpointWrite, HourRollup, Page, Paging,
+    StatsScope, Store, StoreError, StoreResult, sealing::Sealer,
 };
 use crate::domain::{
     Account, AccountId, ApiKey, Attempt, Click, Delivery, DeliveryUpdate, Endpoint, Incident,
@@ -436,7 +437,8 @@ impl Store for ScyllaStore {
         }
         writes.add(&s.st.click_days_delete, (code(),))?;
         writes.deliveries(&s.st, deliveries)?;
-        s.run(writes).await
+        s.run(writes).await?;
+        s.delete_rollups(link).await
     }
 
     async fn list_links(&self, account: AccountId, page: Paging) -> StoreResult<Page<Link>> {
@@ -485,15 +487,29 @@ impl Store for ScyllaStore {
             }
         }
         writes.deliveries(&s.st, &batch.deliveries)?;
+        s.mark_rollup_days(&mut writes, &batch.rollups)?;
         s.run(writes).await?;
         // Counters last, once everything else is durable: they are the one write
-        // a retried batch cannot repeat harmlessly.
+        // a retried batch cannot repeat harmlessly. Rollups ride with the click
+        // counters: a crash between the two phases leaves these clicks stored
+        // and delivered but neither counted nor in the stats; a counter phase
+        // that times out and is retried may count some of them twice.
         let mut counters = Writes::counters();
         for (code, add) in &batch.counts {
             let add = i64::try_from(*add).map_err(corrupt)?;
             counters.add(&s.st.count_add, (Counter(add), code.clone()))?;
         }
+        s.add_rollups(&mut counters, &batch.rollups)?;
         s.run(counters).await
+    }
+
+    async fn stats(
+        &self,
+        scope: &StatsScope,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> StoreResult<Vec<HourRollup>> {
+        self.inner.read_rollups(scope, from_hour, to_hour).await
     }
 
     async fn click_count(&self, code: &str) -> StoreResult<u64> {

@@ -74,6 +74,12 @@ statements! {
     click_day_insert: "INSERT INTO {ks}.click_days (code, day) VALUES (?, ?) USING TTL ?";
     click_days_get: "SELECT day FROM {ks}.click_days WHERE code = ? AND day <= ?";
     click_days_delete: "DELETE FROM {ks}.click_days WHERE code = ?";
+    rollup_add: "UPDATE {ks}.rollups SET n = n + ? WHERE scope = ? AND day = ? AND hour = ? AND dim = ? AND value = ?";
+    rollup_day: "SELECT hour, dim, value, n FROM {ks}.rollups WHERE scope = ? AND day = ? AND hour >= ? AND hour < ?";
+    rollup_day_insert: "INSERT INTO {ks}.rollup_days (scope, day) VALUES (?, ?)";
+    rollup_days_get: "SELECT day FROM {ks}.rollup_days WHERE scope = ? AND day <= ?";
+    rollup_days_delete: "DELETE FROM {ks}.rollup_days WHERE scope = ?";
+    rollup_delete_day: "DELETE FROM {ks}.rollups WHERE scope = ? AND day = ?";
     incident_insert: "INSERT INTO {ks}.incidents (account_id, id, json) VALUES (?, ?, ?)";
     incidents_page: "SELECT json FROM {ks}.incidents WHERE account_id = ?";
     expiry_insert: "INSERT INTO {ks}.expiries (bucket, expires_at, code, created_ms) VALUES (?, ?, ?, ?)";
@@ -145,6 +151,6 @@ mod tests {
                 .skip(1)
                 .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ks_test."))
         );
-        assert_eq!(statements.len(), 19);
+        assert_eq!(statements.len(), 21);
     }
 }
