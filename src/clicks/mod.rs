@@ -83,9 +83,10 @@ impl ShardSlot {
     }
 
     /// Asks the shard actor to drain: once per batch window, and once more
-    /// when a full batch is waiting.
-    fn wake(&self, flush_max_batch: usize) {
-        let full = self.queue.len() >= flush_max_batch;
+    /// when a full batch is waiting or a redirect waits for its click to be
+    /// durable (`now`: group commit, the clicks queued meanwhile go next).
+    fn wake(&self, flush_max_batch: usize, now: bool) {
+        let full = now || self.queue.len() >= flush_max_batch;
         let first = !self.scheduled.swap(true, Ordering::AcqRel);
         let urgent = full && !self.urgent.swap(true, Ordering::AcqRel);
         if !first && !urgent {
@@ -166,7 +167,7 @@ impl ClickRouter {
                     .fetch_add(1, Ordering::Relaxed);
                 slot.shed_total.increment(1);
             }
-            slot.wake(self.flush_max_batch);
+            slot.wake(self.flush_max_batch, false);
             return;
         }
 
@@ -182,12 +183,12 @@ impl ClickRouter {
                 Ok(()) => break,
                 Err(back) => {
                     item = back;
-                    slot.wake(self.flush_max_batch);
+                    slot.wake(self.flush_max_batch, true);
                     room.await;
                 }
             }
         }
-        slot.wake(self.flush_max_batch);
+        slot.wake(self.flush_max_batch, true);
         // A dropped sender means the shard gave up (shutdown): answer anyway.
         let _ = rx.await;
     }

@@ -82,6 +82,26 @@ pub struct ShardState {
     metrics: ClickFlushMetrics,
     /// Referrer hosts each (scope, hour) counts by name (bounded).
     referrers: ReferrerAdmission,
+    /// When the last drain started: the batch window runs from there.
+    last_drain: Option<tokio::time::Instant>,
+}
+
+/// How long a woken shard waits before it writes: not at all when the queue
+/// holds a full batch or the shard has been quiet for a whole window (a lone
+/// click is not held back), otherwise until the window that began with the
+/// last drain is over, so that under load clicks go out in batches.
+fn flush_delay(
+    last_drain: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+    queued: usize,
+    interval: Duration,
+    max_batch: usize,
+) -> Option<Duration> {
+    if queued >= max_batch {
+        return None;
+    }
+    let since = now.saturating_duration_since(last_drain?);
+    interval.checked_sub(since).filter(|w| !w.is_zero())
 }
 
 struct PendingBatch {
@@ -119,10 +139,17 @@ impl Actor for Shard {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ShardMsg::Wake => {
-                if state.slot.queue.len() >= state.config.flush_max_batch {
-                    state.drain().await;
-                } else {
-                    myself.send_after(state.config.flush_interval, || ShardMsg::Drain);
+                let now = tokio::time::Instant::now();
+                let queued = state.slot.queue.len();
+                let (interval, max_batch) =
+                    (state.config.flush_interval, state.config.flush_max_batch);
+                match flush_delay(state.last_drain, now, queued, interval, max_batch) {
+                    None => {
+                        state.drain().await;
+                    }
+                    Some(wait) => {
+                        myself.send_after(wait, || ShardMsg::Drain);
+                    }
                 }
             }
             ShardMsg::Drain => {
@@ -151,6 +178,7 @@ impl ShardState {
             retry_delay: Duration::from_millis(50),
             metrics: ClickFlushMetrics::new(),
             referrers: ReferrerAdmission::default(),
+            last_drain: None,
         }
     }
 
@@ -174,6 +202,7 @@ impl ShardState {
     /// Writes everything queued, batch by batch. `false`: the store refused one,
     /// which is kept for the next try.
     async fn drain(&mut self) -> bool {
+        self.last_drain = Some(tokio::time::Instant::now());
         self.slot.scheduled.store(false, Ordering::Release);
         self.slot.urgent.store(false, Ordering::Release);
         loop {
@@ -439,4 +468,37 @@ pub fn crash_shard(slot: &ShardSlot) -> Option<ActorId> {
     let actor = slot.actor.get()?;
     actor.cast(ShardMsg::Crash).ok()?;
     Some(actor.get_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    const WINDOW: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn a_quiet_shard_writes_at_once() {
+        let now = Instant::now();
+        assert_eq!(flush_delay(None, now, 1, WINDOW, 100), None);
+        let long_ago = now - Duration::from_millis(20);
+        assert_eq!(flush_delay(Some(long_ago), now, 1, WINDOW, 100), None);
+    }
+
+    #[test]
+    fn under_load_a_shard_waits_for_the_rest_of_the_window() {
+        let now = Instant::now();
+        let last = now - Duration::from_millis(2);
+        assert_eq!(
+            flush_delay(Some(last), now, 10, WINDOW, 100),
+            Some(Duration::from_millis(3))
+        );
+        assert_eq!(flush_delay(Some(now), now, 10, WINDOW, 100), Some(WINDOW));
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once() {
+        let now = Instant::now();
+        assert_eq!(flush_delay(Some(now), now, 100, WINDOW, 100), None);
+    }
 }
