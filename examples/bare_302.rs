@@ -1,5 +1,5 @@
 //! The reference for redirect throughput: a bare hyper server that answers every
-//! request with a fixed 302 and does nothing else. `load-tests/run.sh` measures
+//! request with a fixed 302 and does nothing else. `load-tests/run` measures
 //! relurl against it on the same machine, in the same session.
 
 use std::convert::Infallible;

@@ -1,2 +1,0 @@
--- wrk: HEAD requests (redirect answered, no click recorded).
-wrk.method = "HEAD"
