@@ -84,12 +84,23 @@ impl From<fjall::Error> for StoreError {
     }
 }
 
+/// Memtable size per keyspace: the bound on unflushed writes held in memory.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+/// The block cache shared by every keyspace.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl EmbeddedStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::permanent(format!("cannot create {}", path.display()), e))?;
-        let db = Database::builder(path).open()?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        // fjall's defaults (64 MiB memtables per keyspace, a 32 MiB block
+        // cache) let a write burst hold hundreds of MiB across our keyspaces.
+        let db = Database::builder(path).cache_size(CACHE_BYTES).open()?;
+        let ks = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+        };
         let inner = Inner {
             meta: ks("meta")?,
             accounts: ks("accounts")?,
