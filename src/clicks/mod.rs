@@ -3,10 +3,13 @@
 //! hand them to the fraud detector and publish `link.clicked`.
 //!
 //! - [`enrich`]: pure user-agent, address and referrer parsing.
-//! - [`shard`]: the shard actor (drain, batch, flush) and its supervisor.
+//! - [`shard`]: the shard actor (drain, batch, flush) and its supervisor;
+//!   `window` decides when it writes.
+//! - [`rollup`]: the hourly counts each batch adds to the stats.
+//! - [`live`]: durable clicks to the open click streams.
 //!
 //! Bounds, said out loud: each shard's queue holds `redirect.shard_queue_limit`
-//! clicks, preallocated. Past that a click's detail is shed (counted in
+//! clicks, allocated as it fills. Past that a click's detail is shed (counted in
 //! `relurl_clicks_shed_total`) but the click still counts towards the link's
 //! `click_count`: shed clicks add to a per-code tally the shard writes with its
 //! next batch. With `durable_ack` nothing is shed: the redirect waits for room.
@@ -15,6 +18,7 @@ pub mod enrich;
 pub mod live;
 pub mod rollup;
 pub mod shard;
+mod window;
 
 use std::{
     hash::{BuildHasher, Hasher},
