@@ -52,7 +52,8 @@ async function cleanup() {
   clearTimeout(hard);
   for (const f of cleanups.reverse()) {
     try {
-      await f();
+      // Each step gets a few seconds: a hung close must not keep the suite alive.
+      await Promise.race([f(), new Promise((r) => setTimeout(r, 5000).unref())]);
     } catch {
       // best effort: the process is ending
     }
@@ -149,7 +150,11 @@ async function startReceiver() {
     });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(() => new Promise((r) => server.close(r)));
+  // close() alone waits for relurl's pooled keep-alive connections to go idle.
+  cleanups.push(() => new Promise((r) => {
+    server.close(r);
+    server.closeAllConnections();
+  }));
   receiver.url = `http://127.0.0.1:${server.address().port}/hook`;
   return receiver;
 }
