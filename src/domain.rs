@@ -220,6 +220,14 @@ pub struct Delivery {
     pub status: DeliveryStatus,
 }
 
+impl Delivery {
+    /// A failed delivery sent again: pending, due `now` (retry and recover).
+    pub fn due_again(&mut self, now: DateTime<Utc>) {
+        self.status = DeliveryStatus::Pending;
+        self.next_attempt_at = now;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {

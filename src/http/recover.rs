@@ -10,10 +10,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ApiResult};
 use super::webhooks::{disabled, owned};
 use super::{JsonBody, SharedState, auth::Caller};
-use crate::{
-    domain::{DeliveryStatus, Rfc3339},
-    store::CreatedWindow,
-};
+use crate::{domain::Rfc3339, store::CreatedWindow};
 
 /// Deliveries one call makes pending; the answer says when more were left.
 pub const MAX_RECOVERED: usize = 10_000;
@@ -85,8 +82,7 @@ async fn make_pending(
             .failed_deliveries(endpoint, window, after, want)
             .await?;
         for d in &mut found {
-            d.status = DeliveryStatus::Pending;
-            d.next_attempt_at = now;
+            d.due_again(now);
         }
         state.store.upsert_deliveries(&found).await?;
         recovered += found.len();

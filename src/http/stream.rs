@@ -29,7 +29,11 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::error::{ApiError, ApiResult};
 use super::json::{Query, timestamp};
-use super::{SharedState, auth::Caller, links::click_json};
+use super::{
+    SharedState,
+    auth::Caller,
+    links::{click_json, owned_link},
+};
 use crate::{
     clicks::live::{LiveBatch, StreamSlot, TOKEN_TTL_SECS, issue_token, verify_token},
     domain::AccountId,
@@ -90,10 +94,7 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let account = account(&state, &mut parts, params.token.as_deref()).await?;
     if let Some(code) = &params.code {
-        match state.store.get_link(code).await? {
-            Some(link) if link.account_id == account => {}
-            _ => return Err(ApiError::not_found("link")),
-        }
+        owned_link(&state, account, code).await?;
     }
     let slot = state.live.open(account).ok_or_else(|| {
         let mut e = ApiError::rate_limited(Duration::from_secs(1));

@@ -458,8 +458,7 @@ async fn retry_in_store(
     if delivery.status != DeliveryStatus::Failed {
         return Err(ApiError::conflict(None, RetryError::NotFailed.to_string()));
     }
-    delivery.status = DeliveryStatus::Pending;
-    delivery.next_attempt_at = Utc::now();
+    delivery.due_again(Utc::now());
     state
         .store
         .upsert_deliveries(std::slice::from_ref(&delivery))

@@ -35,8 +35,7 @@ impl<R> DeliveryMachine<R> {
                 RetryError::NotFailed
             }
             Ok(Some(mut d)) => {
-                d.status = DeliveryStatus::Pending;
-                d.next_attempt_at = now;
+                d.due_again(now);
                 self.retrying.insert(event_id, reply);
                 out.push(Action::WriteForRetry(d));
                 return;
