@@ -35,7 +35,6 @@ use crate::metrics::{
 };
 use crate::{
     clicks::enrich::GeoIp,
-    domain::AccountId,
     events::{Event, EventType},
     fraud::FraudHandle,
     net::Cidr,
@@ -91,8 +90,8 @@ struct PendingBatch {
     batch: ClickBatch,
     /// The clicks' `link.clicked` events; their deliveries are in `batch`.
     events: Vec<Event>,
-    /// The account of each click in `batch.clicks`, for the live streams.
-    accounts: Vec<AccountId>,
+    /// Whose each click in `batch.clicks` is: for the rollups and the live streams.
+    owners: Vec<Owner>,
     acks: Vec<oneshot::Sender<()>>,
 }
 
@@ -230,7 +229,6 @@ impl ShardState {
         let mut clicks = Vec::with_capacity(self.slot.queue.len().min(max));
         let mut events = Vec::with_capacity(clicks.capacity());
         let mut acks = Vec::new();
-        let mut accounts = Vec::with_capacity(clicks.capacity());
         let mut deliveries = Vec::new();
         let mut owners = Vec::with_capacity(clicks.capacity());
         let mut counts: HashMap<Arc<str>, u64> = HashMap::new();
@@ -268,7 +266,6 @@ impl ShardState {
                 account: link.account_id,
                 link_created_ms: link.created_ms,
             });
-            accounts.push(link.account_id);
             clicks.push(click);
         }
         if !clicks.is_empty() || blocked > 0 {
@@ -291,7 +288,7 @@ impl ShardState {
             return None;
         }
         // Shed clicks kept no detail: they count on the link, not in its rollups.
-        let rollups = rollups(owners.into_iter().zip(&clicks), &mut self.referrers);
+        let rollups = rollups(owners.iter().copied().zip(&clicks), &mut self.referrers);
         Some(PendingBatch {
             batch: ClickBatch {
                 rollups,
@@ -303,7 +300,7 @@ impl ShardState {
                 deliveries,
             },
             events,
-            accounts,
+            owners,
             acks,
         })
     }
@@ -316,8 +313,11 @@ impl ShardState {
         // Before the acks: a durable_ack redirect answers after its click is live.
         self.config.live.publish(|| {
             let clicks = pending.batch.clicks.iter().cloned();
-            (pending.accounts.iter().copied().zip(clicks))
-                .map(|(account, click)| LiveClick { account, click })
+            (pending.owners.iter().zip(clicks))
+                .map(|(owner, click)| LiveClick {
+                    account: owner.account,
+                    click,
+                })
                 .collect()
         });
         for ack in pending.acks {
